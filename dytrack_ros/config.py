@@ -1,0 +1,199 @@
+"""Typed configuration: one dataclass per concern, loaded from YAML.
+
+Every default lives here and nowhere else; the CLI, the ROS node and the
+training scripts all read these dataclasses (or YAML files that fill them).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+def _from_mapping(cls, data: Mapping[str, Any] | None):
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys (typos)."""
+    data = dict(data or {})
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        ftype = names[key].type
+        if isinstance(value, list) and "tuple" in str(ftype):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of an OSTrack-family one-stream ViT tracker.
+
+    The defaults are OSTrack-256 (ViT-B/16, no candidate elimination, no exits).
+    ``exit_layers`` lists 1-based block indices after which an exit branch
+    (box head + IoU decisioner) sits; the last entry must equal ``depth``.
+    An empty tuple means a plain OSTrack/CompressTracker model.
+    """
+
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    template_size: int = 128
+    search_size: int = 256
+    template_factor: float = 2.0
+    search_factor: float = 4.0
+    head_channels: int = 256
+    qkv_bias: bool = True
+    norm_eps: float = 1e-6
+    # Candidate elimination (OSTrack-CE): 0-based block indices and keep ratio.
+    ce_loc: tuple[int, ...] = ()
+    ce_keep_ratio: float = 0.7
+    ce_template_centre: bool = True
+    # DyTrack exits (1-based layer indices) and decisioner width.
+    exit_layers: tuple[int, ...] = ()
+    decision_hidden: int = 256
+    # Default per-exit thresholds on the predicted IoU (the last exit always answers).
+    exit_thresholds: tuple[float, ...] = ()
+    name: str = "ostrack256"
+
+    def __post_init__(self) -> None:
+        for key in ("embed_dim", "depth", "num_heads", "patch_size", "template_size", "search_size", "head_channels"):
+            if int(getattr(self, key)) <= 0:
+                raise ConfigError(f"ModelConfig.{key} must be positive, got {getattr(self, key)}")
+        if self.embed_dim % self.num_heads:
+            raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        for size_key in ("template_size", "search_size"):
+            if getattr(self, size_key) % self.patch_size:
+                raise ConfigError(f"{size_key} {getattr(self, size_key)} is not a multiple of patch_size {self.patch_size}")
+        if self.head_channels % 8:
+            raise ConfigError(f"head_channels must be a multiple of 8, got {self.head_channels}")
+        if any(not 0 <= i < self.depth for i in self.ce_loc):
+            raise ConfigError(f"ce_loc {self.ce_loc} must be 0-based block indices < depth {self.depth}")
+        if not 0.0 < self.ce_keep_ratio <= 1.0:
+            raise ConfigError(f"ce_keep_ratio must be in (0, 1], got {self.ce_keep_ratio}")
+        if self.exit_layers:
+            if list(self.exit_layers) != sorted(set(self.exit_layers)):
+                raise ConfigError(f"exit_layers must be strictly increasing, got {self.exit_layers}")
+            if self.exit_layers[0] < 1 or self.exit_layers[-1] != self.depth:
+                raise ConfigError(f"exit_layers are 1-based and the last must equal depth={self.depth}, got {self.exit_layers}")
+            if self.ce_loc:
+                raise ConfigError("candidate elimination cannot be combined with exits (DyTrack runs without CE)")
+            if self.exit_thresholds and len(self.exit_thresholds) != len(self.exit_layers):
+                raise ConfigError(f"exit_thresholds needs one value per exit ({len(self.exit_layers)}), got {self.exit_thresholds}")
+        elif self.exit_thresholds:
+            raise ConfigError("exit_thresholds given for a model without exits")
+        for t in self.exit_thresholds:
+            if not 0.0 <= float(t) <= 1.0:
+                raise ConfigError(f"exit thresholds must be in [0, 1], got {self.exit_thresholds}")
+
+    # Derived sizes -------------------------------------------------------
+    @property
+    def template_feat(self) -> int:
+        return self.template_size // self.patch_size
+
+    @property
+    def search_feat(self) -> int:
+        return self.search_size // self.patch_size
+
+    @property
+    def num_template_tokens(self) -> int:
+        return self.template_feat ** 2
+
+    @property
+    def num_search_tokens(self) -> int:
+        return self.search_feat ** 2
+
+    @property
+    def has_exits(self) -> bool:
+        return bool(self.exit_layers)
+
+    @property
+    def default_thresholds(self) -> tuple[float, ...]:
+        """Thresholds to use when none are given: stored ones, else 1.0 (= full depth)."""
+        if not self.exit_layers:
+            return ()
+        if self.exit_thresholds:
+            return tuple(float(t) for t in self.exit_thresholds)
+        return tuple(1.0 for _ in self.exit_layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        return _from_mapping(cls, data)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+
+TRACK_STATUSES = ("tracking", "uncertain", "lost")
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Runtime behaviour of the tracker around the network.
+
+    ``uncertain_threshold`` / ``lost_threshold`` apply to the confidence
+    (max of the un-windowed score map). A frame below ``uncertain_threshold``
+    is *uncertain*; the target is *lost* after ``lost_after_frames``
+    consecutive frames below ``lost_threshold``.
+    """
+
+    uncertain_threshold: float = 0.5
+    lost_threshold: float = 0.25
+    lost_after_frames: int = 3
+    use_hann_window: bool = True
+    clip_margin: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.lost_threshold <= self.uncertain_threshold <= 1.0:
+            raise ConfigError(
+                "need 0 <= lost_threshold <= uncertain_threshold <= 1, got "
+                f"lost={self.lost_threshold}, uncertain={self.uncertain_threshold}"
+            )
+        if int(self.lost_after_frames) < 1:
+            raise ConfigError(f"lost_after_frames must be >= 1, got {self.lost_after_frames}")
+        if int(self.clip_margin) < 0:
+            raise ConfigError(f"clip_margin must be >= 0, got {self.clip_margin}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "TrackerConfig":
+        return _from_mapping(cls, data)
+
+    def replace(self, **changes: Any) -> "TrackerConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with a clear error for missing/invalid files."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML in {p}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+__all__ = ["ConfigError", "ModelConfig", "TrackerConfig", "TRACK_STATUSES", "load_yaml"]
