@@ -1,0 +1,1 @@
+"""Model files: our pickle-free format and safe loading of official checkpoints."""

@@ -1,0 +1,65 @@
+"""Decode the head's maps into an image-space box, as OSTrack's tracker does."""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+
+@lru_cache(maxsize=8)
+def hann_window(size: int) -> np.ndarray:
+    """Centred 2-D Hann window (OSTrack ``hann2d(centered=True)``), float32 (size, size)."""
+    k = np.arange(1, size + 1, dtype=np.float32)
+    w1 = (0.5 * (1.0 - np.cos((2.0 * math.pi / (size + 1)) * k))).astype(np.float32)
+    win = np.outer(w1, w1).astype(np.float32)
+    win.setflags(write=False)
+    return win
+
+
+def decode(score_map: np.ndarray, size_map: np.ndarray, offset_map: np.ndarray,
+           use_window: bool = True) -> tuple[np.ndarray, float]:
+    """Maps (1,1,F,F), (1,2,F,F), (1,2,F,F) -> normalised (cx, cy, w, h) in the crop, and confidence.
+
+    The argmax is taken on the Hann-windowed response; the confidence is the
+    maximum of the *un-windowed* score map (OSTrack has none; ours).
+    """
+    score = score_map.reshape(score_map.shape[-2], score_map.shape[-1]).astype(np.float32, copy=False)
+    f = score.shape[-1]
+    response = score * hann_window(f) if use_window else score
+    idx = int(np.argmax(response))
+    iy, ix = divmod(idx, f)
+    sizes = size_map.reshape(2, -1)[:, idx].astype(np.float32)
+    offs = offset_map.reshape(2, -1)[:, idx].astype(np.float32)
+    cx = (np.float32(ix) + offs[0]) / np.float32(f)
+    cy = (np.float32(iy) + offs[1]) / np.float32(f)
+    return np.array([cx, cy, sizes[0], sizes[1]], dtype=np.float32), float(score.max())
+
+
+def map_box_back(box_cxcywh_norm: np.ndarray, prev_box_xywh, crop_size: float) -> tuple[float, float, float, float]:
+    """Normalised crop box -> image (x, y, w, h) around the previous box centre.
+
+    ``crop_size`` = search size / resize factor. The scaling is done in float32
+    (as OSTrack does on its float32 tensor), the rest in double; the crop
+    origin's rounding is ignored, as in OSTrack.
+    """
+    scaled = np.asarray(box_cxcywh_norm, dtype=np.float32) * np.float32(crop_size)
+    cx, cy, w, h = (float(v) for v in scaled)
+    px, py, pw, ph = (float(v) for v in prev_box_xywh)
+    half = 0.5 * crop_size
+    cx_img = cx + (px + 0.5 * pw - half)
+    cy_img = cy + (py + 0.5 * ph - half)
+    return (cx_img - 0.5 * w, cy_img - 0.5 * h, w, h)
+
+
+def clip_box(box_xywh, height: int, width: int, margin: int = 10) -> tuple[float, float, float, float]:
+    """OSTrack ``clip_box``: keep at least ``margin`` pixels of the box inside the image."""
+    x1, y1, w, h = box_xywh
+    x2, y2 = x1 + w, y1 + h
+    x1 = min(max(0, x1), width - margin)
+    x2 = min(max(margin, x2), width)
+    y1 = min(max(0, y1), height - margin)
+    y2 = min(max(margin, y2), height)
+    w = max(margin, x2 - x1)
+    h = max(margin, y2 - y1)
+    return (x1, y1, w, h)

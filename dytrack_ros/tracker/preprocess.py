@@ -1,0 +1,68 @@
+"""Crop, resize and normalise exactly as OSTrack's ``sample_target`` + Preprocessor.
+
+Frames are RGB uint8 arrays (H, W, 3). Convert BGR at the edges (OpenCV I/O,
+ROS bgr8 images) before calling anything here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# (x/255 - mean)/std == x * scale + shift, folded once
+_SCALE = (1.0 / (255.0 * STD)).astype(np.float32)
+_SHIFT = (-MEAN / STD).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A square crop of side ``crop_size`` resized to ``output_size`` (image pixels -> crop pixels)."""
+
+    patch: np.ndarray  # (S, S, 3) uint8
+    crop_size: int
+    output_size: int
+
+    @property
+    def resize_factor(self) -> float:
+        return self.output_size / self.crop_size
+
+
+def sample_target(frame: np.ndarray, box_xywh, factor: float, output_size: int) -> Crop:
+    """Square crop of side ceil(sqrt(w*h)*factor) centred on the box, zero padded, resized.
+
+    Reproduces OSTrack including its right/bottom ``+1`` padding quirk: when the
+    crop reaches the right (bottom) image edge, the last image column (row) is
+    replaced by zeros. Rounding of the crop origin is Python's round-half-even.
+    """
+    x, y, w, h = (float(v) for v in box_xywh)
+    crop_sz = math.ceil(math.sqrt(w * h) * factor)
+    if crop_sz < 1:
+        raise ValueError(f"box {box_xywh} too small to crop")
+    H, W = frame.shape[:2]
+    x1 = round(x + 0.5 * w - crop_sz * 0.5)
+    y1 = round(y + 0.5 * h - crop_sz * 0.5)
+    x2, y2 = x1 + crop_sz, y1 + crop_sz
+    x1_pad, y1_pad = max(0, -x1), max(0, -y1)
+    x2_pad, y2_pad = max(x2 - W + 1, 0), max(y2 - H + 1, 0)
+    roi = frame[y1 + y1_pad:y2 - y2_pad, x1 + x1_pad:x2 - x2_pad]
+    if x1_pad or y1_pad or x2_pad or y2_pad:
+        if roi.size == 0:  # crop entirely outside the image: all zeros
+            padded = np.zeros((crop_sz, crop_sz, frame.shape[2]), dtype=frame.dtype)
+        else:
+            padded = cv2.copyMakeBorder(roi, y1_pad, y2_pad, x1_pad, x2_pad, cv2.BORDER_CONSTANT)
+    else:
+        padded = roi
+    patch = cv2.resize(padded, (output_size, output_size))
+    return Crop(patch, crop_sz, output_size)
+
+
+def normalize(patch: np.ndarray) -> np.ndarray:
+    """(S, S, 3) uint8 RGB -> (1, 3, S, S) float32, ImageNet mean/std."""
+    out = patch.astype(np.float32)
+    out *= _SCALE
+    out += _SHIFT
+    return np.ascontiguousarray(out.transpose(2, 0, 1))[None]

@@ -1,0 +1,183 @@
+"""Single-object tracker runtime: explicit state around an inference backend.
+
+Pipeline per frame: crop/normalise (preprocess) -> backend (network, early
+exit) -> decode + map back + clip (postprocess) -> status update.
+Frames are RGB uint8 numpy arrays of shape (H, W, 3); convert BGR at the edges.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..backends import Backend, load_backend
+from ..config import TrackerConfig
+from .postprocess import clip_box, decode, map_box_back
+from .preprocess import normalize, sample_target
+
+
+class TrackerInputError(ValueError):
+    """A frame or box given to the tracker is unusable; the tracker state is unchanged."""
+
+
+class TrackerStateError(RuntimeError):
+    """The call is not valid in the tracker's current state (e.g. track() before initialize())."""
+
+
+class TrackStatus(str, Enum):
+    TRACKING = "tracking"
+    UNCERTAIN = "uncertain"
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    box: tuple[float, float, float, float]  # x, y, w, h in image pixels
+    score: float  # confidence: max of the un-windowed score map, in [0, 1]
+    status: TrackStatus
+    exit_layer: int  # 1-based layer where inference stopped
+    num_layers: int
+    pred_iou: float | None = None  # decisioner's predicted IoU at the exit that fired
+    timings: dict[str, float] = field(default_factory=dict)  # ms: preprocess, inference, postprocess, total
+    frame_index: int = 0
+
+
+def validate_frame(frame) -> np.ndarray:
+    """Return ``frame`` if it is an RGB uint8 (H, W, 3) array, else raise TrackerInputError."""
+    if frame is None:
+        raise TrackerInputError("frame is None")
+    if not isinstance(frame, np.ndarray):
+        raise TrackerInputError(f"frame must be a numpy array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise TrackerInputError(f"frame must be uint8 RGB (H, W, 3), got dtype {frame.dtype}")
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        hint = " (convert greyscale/RGBA to RGB first)" if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 4)) else ""
+        raise TrackerInputError(f"frame must have shape (H, W, 3), got {frame.shape}{hint}")
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise TrackerInputError(f"frame is empty: shape {frame.shape}")
+    return frame
+
+
+def validate_box(box, height: int, width: int) -> tuple[float, float, float, float]:
+    """Init box (x, y, w, h): finite, positive size, at least partly inside the image."""
+    try:
+        values = tuple(float(v) for v in box)
+    except (TypeError, ValueError) as exc:
+        raise TrackerInputError(f"box must be 4 numbers (x, y, w, h), got {box!r}") from exc
+    if len(values) != 4:
+        raise TrackerInputError(f"box must be 4 numbers (x, y, w, h), got {len(values)}")
+    if not all(math.isfinite(v) for v in values):
+        raise TrackerInputError(f"box has non-finite values: {values}")
+    x, y, w, h = values
+    if w <= 0 or h <= 0:
+        raise TrackerInputError(f"box width and height must be positive, got w={w}, h={h}")
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise TrackerInputError(f"box {values} lies entirely outside the {width}x{height} image")
+    return values
+
+
+class Tracker:
+    """initialize(frame, box) once, then track(frame) per frame."""
+
+    def __init__(self, backend: Backend, config: TrackerConfig | None = None) -> None:
+        self.backend = backend
+        self.config = config or TrackerConfig()
+        self.model_config = backend.config
+        self._state: tuple[float, float, float, float] | None = None
+        self._frame_index = 0
+        self._low_count = 0
+
+    @classmethod
+    def from_model(cls, model: str | Path, backend: str = "auto", device: str = "cpu", precision: str = "fp32",
+                   config: TrackerConfig | None = None) -> "Tracker":
+        return cls(load_backend(model, backend, device, precision), config)
+
+    # properties ---------------------------------------------------------------
+    @property
+    def initialized(self) -> bool:
+        return self._state is not None
+
+    @property
+    def state(self) -> tuple[float, float, float, float] | None:
+        return self._state
+
+    @property
+    def exit_layers(self) -> tuple[int, ...]:
+        return self.backend.exit_layers
+
+    @property
+    def exit_thresholds(self) -> tuple[float, ...]:
+        return self.backend.exit_thresholds
+
+    def set_exit_thresholds(self, thresholds: Sequence[float]) -> None:
+        self.backend.set_exit_thresholds(thresholds)
+
+    def set_config(self, config: TrackerConfig) -> None:
+        self.config = config
+
+    @property
+    def model_name(self) -> str:
+        return self.backend.model_name
+
+    @property
+    def num_layers(self) -> int:
+        return self.model_config.depth
+
+    @property
+    def backend_info(self) -> dict[str, str]:
+        return self.backend.info()
+
+    # API ------------------------------------------------------------------------
+    def reset(self) -> None:
+        self._state = None
+        self._frame_index = 0
+        self._low_count = 0
+
+    def initialize(self, frame: np.ndarray, box_xywh: Sequence[float]) -> None:
+        frame = validate_frame(frame)
+        box = validate_box(box_xywh, frame.shape[0], frame.shape[1])
+        cfg = self.model_config
+        crop = sample_target(frame, box, cfg.template_factor, cfg.template_size)
+        self.backend.set_template(normalize(crop.patch))
+        self._state = box
+        self._frame_index = 0
+        self._low_count = 0
+
+    def track(self, frame: np.ndarray) -> TrackResult:
+        if self._state is None:
+            raise TrackerStateError("track() called before initialize()")
+        frame = validate_frame(frame)
+        cfg = self.model_config
+        t0 = time.perf_counter()
+        crop = sample_target(frame, self._state, cfg.search_factor, cfg.search_size)
+        search = normalize(crop.patch)
+        t1 = time.perf_counter()
+        out = self.backend.infer(search)
+        t2 = time.perf_counter()
+        box_norm, score = decode(out.score_map, out.size_map, out.offset_map, self.config.use_hann_window)
+        box = map_box_back(box_norm, self._state, cfg.search_size / crop.resize_factor)
+        box = clip_box(box, frame.shape[0], frame.shape[1], self.config.clip_margin)
+        status = self._update_status(score)
+        self._state = box
+        self._frame_index += 1
+        t3 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
+                   "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+        return TrackResult(tuple(float(v) for v in box), score, status, out.exit_layer, cfg.depth,
+                           out.pred_iou, timings, self._frame_index)
+
+    def _update_status(self, score: float) -> TrackStatus:
+        c = self.config
+        if score >= c.uncertain_threshold:
+            self._low_count = 0
+            return TrackStatus.TRACKING
+        if score < c.lost_threshold:
+            self._low_count += 1
+            return TrackStatus.LOST if self._low_count >= c.lost_after_frames else TrackStatus.UNCERTAIN
+        self._low_count = 0
+        return TrackStatus.UNCERTAIN
