@@ -1,0 +1,266 @@
+"""Export a TrackerNet to ONNX: one self-contained graph per exit stage.
+
+Why one graph per stage: an early-exit model only saves time if the deeper
+blocks are never run. ONNX has no cheap data-dependent early return, so the
+export cuts the network at its exits and the runtime (``OnnxBackend``) chains
+the graphs, deciding between calls whether to stop (ecosystem.md 5.8).
+
+File layout for ``export_onnx(model, "model.onnx")``:
+
+================  ==============================  =========================================
+file              inputs                          outputs
+================  ==============================  =========================================
+model.onnx        template (1,3,Ht,Wt) float32,   tokens_out (1,N,D) [not on the last stage],
+                  search (1,3,Hs,Ws) float32      score_map (1,1,F,F), size_map (1,2,F,F),
+                                                  offset_map (1,2,F,F), pred_iou (1,) [exits]
+model.stage1.onnx tokens (1,N,D) float32          same as above
+...               ...                             the last stage has no tokens_out
+================  ==============================  =========================================
+
+``pred_iou`` is the decisioner's sigmoid output. A plain model (no exits,
+with or without candidate elimination) is a single self-contained graph with
+outputs score_map / size_map / offset_map. Shapes are static (batch 1), as
+the tracker always runs one crop at a time.
+
+The first file carries the metadata (``metadata_props``) the runtime needs:
+``format`` (:data:`FORMAT`), ``model_config`` (ModelConfig JSON, exit
+thresholds included), ``exit_thresholds`` (JSON list), ``stage_files`` (JSON
+list of the sibling file names of stages 1..K-1), ``num_stages``,
+``precision`` (``fp32``), ``opset``, ``model_name`` and ``export_id``. Every
+stage file carries ``format``, ``stage_index`` and the same ``export_id``, so
+a stage file from another export is refused at load time.
+
+Export always verifies the graphs: ``onnx.checker`` on every file, then an
+ONNX Runtime vs torch comparison on random inputs for every output of every
+stage; a difference above ``atol`` (1e-4) removes the files and raises
+:class:`OnnxExportError` naming the output. Candidate-elimination models go
+through the same path (their pruning is data dependent: if the exporter
+cannot trace it or the result differs, the error says so).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import uuid
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..model.tracker_net import TrackerNet
+
+FORMAT = "dytrack_ros.onnx/1"
+DEFAULT_OPSET = 17
+PARITY_ATOL = 1e-4
+OUTPUT_MAPS = ("score_map", "size_map", "offset_map")
+
+
+class OnnxExportError(RuntimeError):
+    """The model cannot be exported to ONNX, or the exported graphs do not match torch."""
+
+
+class StageGraph(nn.Module):
+    """Stage ``k`` of a TrackerNet as a module with plain tensor inputs/outputs (what gets exported)."""
+
+    def __init__(self, net: TrackerNet, k: int) -> None:
+        super().__init__()
+        self.net = net
+        self.k = k
+        self.last = k == net.num_stages - 1
+        self.has_exits = net.cfg.has_exits
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        net = self.net
+        if not self.has_exits:  # plain model: the whole forward (CE pruning included)
+            out = net(*inputs)
+            return out.score_map, out.size_map, out.offset_map
+        tokens = net.embed(*inputs) if self.k == 0 else inputs[0]
+        tokens, out = net.forward_stage(self.k, tokens)
+        outputs = [] if self.last else [tokens]
+        outputs += [out.score_map, out.size_map, out.offset_map, torch.sigmoid(out.iou_logit)]
+        return tuple(outputs)
+
+
+def stage_file_names(out_path: str | Path, num_stages: int) -> list[Path]:
+    """[model.onnx, model.stage1.onnx, ...] for ``out_path`` = model.onnx."""
+    out_path = Path(out_path)
+    if out_path.suffix != ".onnx":
+        raise OnnxExportError(f"ONNX output must end in .onnx, got {out_path.name}")
+    stem = out_path.name[: -len(".onnx")]
+    return [out_path] + [out_path.with_name(f"{stem}.stage{k}.onnx") for k in range(1, num_stages)]
+
+
+def stage_io_names(net: TrackerNet, k: int) -> tuple[list[str], list[str]]:
+    """(input names, output names) of stage ``k``'s graph."""
+    inputs = ["template", "search"] if k == 0 else ["tokens"]
+    if not net.cfg.has_exits:
+        return inputs, list(OUTPUT_MAPS)
+    outputs = [] if k == net.num_stages - 1 else ["tokens_out"]
+    return inputs, outputs + list(OUTPUT_MAPS) + ["pred_iou"]
+
+
+def example_inputs(net: TrackerNet, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random (template, search) images in the normalised range, float32, batch 1."""
+    g = torch.Generator().manual_seed(seed)
+    c = net.cfg
+    template = torch.randn(1, 3, c.template_size, c.template_size, generator=g)
+    search = torch.randn(1, 3, c.search_size, c.search_size, generator=g)
+    return template, search
+
+
+@torch.no_grad()
+def torch_stage_outputs(net: TrackerNet, template: torch.Tensor, search: torch.Tensor) -> list[dict[str, np.ndarray]]:
+    """Reference: every output of every stage graph, computed by torch (no early stop)."""
+    outs = []
+    tokens: torch.Tensor | None = None
+    for k in range(net.num_stages):
+        args = (template, search) if k == 0 else (tokens,)
+        values = StageGraph(net, k)(*args)
+        names = stage_io_names(net, k)[1]
+        d = {n: v.float().cpu().numpy() for n, v in zip(names, values)}
+        tokens = values[0] if "tokens_out" in d else None
+        outs.append(d)
+    return outs
+
+
+@contextlib.contextmanager
+def _cpu_fp32_eval(model: TrackerNet) -> Iterator[TrackerNet]:
+    """The model in eval mode, float32, on the CPU; the caller's model is left as it was."""
+    params = list(model.parameters()) + list(model.buffers())
+    needs_copy = any(p.device.type != "cpu" or (p.is_floating_point() and p.dtype != torch.float32) for p in params)
+    net = copy.deepcopy(model).to("cpu", torch.float32) if needs_copy else model
+    was_training = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        if not needs_copy:
+            net.train(was_training)
+
+
+def _export_graph(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
+                  output_names: list[str], opset: int) -> None:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about python bools in CE / asserts
+        torch.onnx.export(module, args, buf, input_names=input_names, output_names=output_names,
+                          opset_version=opset, dynamo=False, do_constant_folding=True)
+    path.write_bytes(buf.getvalue())
+
+
+def _set_metadata(path: Path, props: dict[str, str], simplify: bool) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    if simplify:
+        try:
+            import onnxsim
+        except ImportError as exc:
+            raise OnnxExportError("simplify=True needs onnxsim (pip install onnxsim)") from exc
+        proto, ok = onnxsim.simplify(proto)
+        if not ok:
+            raise OnnxExportError(f"onnxsim could not validate the simplified graph of {path.name}")
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+    try:
+        onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as exc:
+        raise OnnxExportError(f"{path.name} fails onnx.checker: {exc}") from exc
+
+
+def export_onnx(model: TrackerNet, out_path: str | Path, opset: int = DEFAULT_OPSET, simplify: bool = False,
+                verify: bool = True, atol: float = PARITY_ATOL, model_name: str | None = None) -> list[Path]:
+    """Write ``model`` as one ONNX graph per exit stage; returns the files, first = ``out_path``.
+
+    With ``verify`` (default) the files are checked against torch on random
+    inputs and removed again if any output differs by more than ``atol``.
+    """
+    with _cpu_fp32_eval(model) as net:
+        paths = stage_file_names(out_path, net.num_stages)
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
+        tmp_paths = [p.with_name(p.name + ".tmp") for p in paths]
+        cfg = net.cfg.replace(exit_thresholds=tuple(net.exit_thresholds)) if net.cfg.has_exits else net.cfg
+        export_id = uuid.uuid4().hex
+        kind = "candidate-elimination (CE) model" if cfg.ce_loc else "model"
+        template, search = example_inputs(net, seed=0)
+        try:
+            tokens = None
+            with torch.no_grad():  # not inference_mode: the ONNX tracer cannot trace inference tensors
+                for k, tmp in enumerate(tmp_paths):
+                    stage = StageGraph(net, k)
+                    args = (template, search) if k == 0 else (tokens,)
+                    names_in, names_out = stage_io_names(net, k)
+                    try:
+                        _export_graph(stage, args, tmp, names_in, names_out, opset)
+                    except Exception as exc:  # the exporter raises many types; report which stage and why
+                        raise OnnxExportError(f"torch.onnx.export failed for stage {k} of {kind} '{cfg.name}': "
+                                              f"{type(exc).__name__}: {exc}") from exc
+                    props = {"format": FORMAT, "stage_index": str(k), "export_id": export_id}
+                    if k == 0:
+                        props.update({
+                            "model_config": cfg.to_json(),
+                            "exit_thresholds": json.dumps(list(cfg.exit_thresholds)),
+                            "stage_files": json.dumps([p.name for p in paths[1:]]),
+                            "num_stages": str(len(paths)),
+                            "precision": "fp32",
+                            "opset": str(opset),
+                            "model_name": model_name or cfg.name,
+                        })
+                    _set_metadata(tmp, props, simplify)
+                    if "tokens_out" in names_out:
+                        tokens = stage(*args)[0]
+            for tmp, final in zip(tmp_paths, paths):
+                tmp.replace(final)
+        except BaseException:
+            for p in tmp_paths:
+                p.unlink(missing_ok=True)
+            raise
+        if verify:
+            try:
+                report = parity_report(net, paths[0])
+            except Exception as exc:
+                _remove(paths)
+                raise OnnxExportError(f"the exported {kind} '{cfg.name}' cannot be run by ONNX Runtime: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+            bad = [f"stage {k} {name}: max |diff| {d:.3g}" for k, diffs in enumerate(report)
+                   for name, d in diffs.items() if not d <= atol]
+            if bad:
+                _remove(paths)
+                raise OnnxExportError(f"ONNX Runtime output of the exported {kind} '{cfg.name}' differs from torch "
+                                      f"by more than {atol:g}: " + "; ".join(bad))
+    return paths
+
+
+def _remove(paths: list[Path]) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
+def parity_report(model: TrackerNet, onnx_path: str | Path, seed: int = 1) -> list[dict[str, float]]:
+    """Max |ORT - torch| per output per stage on random inputs (same inputs to both)."""
+    from .onnx_backend import OnnxBackend
+
+    with _cpu_fp32_eval(model) as net:
+        template, search = example_inputs(net, seed)
+        ref = torch_stage_outputs(net, template, search)
+        backend = OnnxBackend(onnx_path)
+        backend.set_template(template.numpy())
+        got = backend.run_stages(search.numpy())
+    report = []
+    for k, (r, g) in enumerate(zip(ref, got)):
+        if set(r) != set(g):
+            raise OnnxExportError(f"stage {k}: ONNX outputs {sorted(g)} != expected {sorted(r)}")
+        report.append({name: float(np.max(np.abs(r[name] - g[name]))) for name in r})
+    return report
+
+
+__all__ = ["FORMAT", "DEFAULT_OPSET", "PARITY_ATOL", "OnnxExportError", "StageGraph", "export_onnx", "parity_report",
+           "stage_file_names", "stage_io_names", "example_inputs", "torch_stage_outputs"]

@@ -1,0 +1,114 @@
+"""dytrack track: follow one object through a video, write an annotated video and the boxes."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..config import TrackerConfig, load_yaml
+from .common import add_model_options, apply_threads, parse_box
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("track", help="track one object in a video (annotated video + boxes + summary)",
+                       description="Track the object given by --init through VIDEO (a video file or a folder of "
+                                   "images). Draws box, score, status and exit layer on every frame.")
+    p.add_argument("video", help="video file (mp4, avi, ...) or folder of images sorted by name")
+    p.add_argument("--init", required=True, type=parse_box, metavar="X,Y,W,H",
+                   help="initial box in pixels of the first frame: top-left x, y, width, height")
+    add_model_options(p)
+    p.add_argument("--tracker-config", default=None, metavar="YAML",
+                   help="YAML with TrackerConfig fields (uncertain_threshold, lost_threshold, lost_after_frames, ...)")
+    p.add_argument("--out", default=None, metavar="MP4", help="write the annotated video here")
+    p.add_argument("--boxes", default=None, metavar="TXT",
+                   help="write per-frame results: x,y,w,h,score,status,exit_layer (first line = init box)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..backends import BackendError
+    from ..io.model_file import ModelFileError
+    from ..tracker import Tracker, TrackerInputError
+    from ..video import FrameSource, VideoSourceError, VideoWriter
+    from ..viz import draw_result, format_histogram
+
+    apply_threads(args.threads)
+    try:
+        cfg = TrackerConfig.from_dict(load_yaml(args.tracker_config)) if args.tracker_config else TrackerConfig()
+        source = FrameSource(args.video)
+        tracker = Tracker.from_model(args.model, args.backend, args.device, args.precision, cfg)
+        if args.exit_thresholds is not None:
+            tracker.set_exit_thresholds(args.exit_thresholds)
+    except (BackendError, ModelFileError, VideoSourceError, ValueError) as exc:
+        print(f"dytrack track: error: {exc}", file=sys.stderr)
+        return 2
+
+    writer = VideoWriter(args.out, source.fps) if args.out else None
+    lines: list[str] = []
+    depth = Counter()
+    statuses = Counter()
+    stage_ms: dict[str, list[float]] = {"preprocess": [], "inference": [], "postprocess": [], "total": []}
+    total = min(len(source), args.max_frames) if args.max_frames else len(source)
+    bar = tqdm(total=total or None, unit="frame", disable=args.quiet, desc=Path(args.video).name)
+    t_start = time.perf_counter()
+    n = 0
+    try:
+        for frame in source:
+            if args.max_frames and n >= args.max_frames:
+                break
+            if n == 0:
+                try:
+                    tracker.initialize(frame, args.init)
+                except TrackerInputError as exc:
+                    print(f"dytrack track: error: bad --init: {exc}", file=sys.stderr)
+                    return 2
+                box, score, status, layer = args.init, 1.0, "tracking", 0
+            else:
+                r = tracker.track(frame)
+                box, score, status, layer = r.box, r.score, r.status.value, r.exit_layer
+                depth[layer] += 1
+                statuses[status] += 1
+                for k in stage_ms:
+                    stage_ms[k].append(r.timings[k])
+            lines.append(",".join(f"{v:.2f}" for v in box) + f",{score:.4f},{status},{layer}")
+            if writer:
+                writer.write(draw_result(frame, box, status, score, layer, tracker.num_layers, copy=False))
+            n += 1
+            bar.update(1)
+            if stage_ms["total"]:
+                bar.set_postfix(ms=f"{stage_ms['total'][-1]:.1f}", exit=layer, status=status)
+    finally:
+        bar.close()
+        if writer:
+            writer.close()
+    wall = time.perf_counter() - t_start
+    if n == 0:
+        print(f"dytrack track: error: no frames could be read from {args.video}", file=sys.stderr)
+        return 2
+    if args.boxes:
+        Path(args.boxes).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.boxes).write_text("\n".join(lines) + "\n")
+
+    tracked = max(n - 1, 0)
+    print(f"\n{tracker.model_name} ({', '.join(f'{k}={v}' for k, v in tracker.backend_info.items() if k != 'model')})")
+    print(f"frames: {n} ({tracked} tracked), wall {wall:.1f} s incl. decode/draw/encode = {n / wall:.1f} fps")
+    if tracked:
+        med = {k: float(np.median(v)) for k, v in stage_ms.items()}
+        print(f"tracker: {1000.0 / np.mean(stage_ms['total']):.1f} fps; median ms: preprocess {med['preprocess']:.2f}, "
+              f"inference {med['inference']:.2f}, postprocess {med['postprocess']:.2f}, total {med['total']:.2f}")
+        mean_depth = sum(k * v for k, v in depth.items()) / tracked
+        print(f"status: " + ", ".join(f"{s} {c}" for s, c in statuses.most_common()))
+        print(f"exit depth: mean {mean_depth:.2f} of {tracker.num_layers} layers")
+        print(format_histogram(depth, tracker.num_layers))
+    if args.out:
+        print(f"annotated video: {args.out}")
+    if args.boxes:
+        print(f"boxes: {args.boxes}")
+    return 0

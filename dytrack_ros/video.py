@@ -1,0 +1,87 @@
+"""Frame sources (video file or image folder) and an annotated-video writer, RGB in and out."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff")
+
+
+class VideoSourceError(ValueError):
+    pass
+
+
+class FrameSource:
+    """Iterate RGB uint8 frames from a video file or a folder of images (sorted by name)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise VideoSourceError(f"video or image folder not found: {self.path}")
+        self._files: list[Path] | None = None
+        self.fps = 30.0
+        if self.path.is_dir():
+            self._files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not self._files:
+                raise VideoSourceError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {self.path}")
+            self.length = len(self._files)
+        else:
+            cap = cv2.VideoCapture(str(self.path))
+            if not cap.isOpened():
+                raise VideoSourceError(f"cannot open video {self.path}")
+            self.fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+            self.length = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            cap.release()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._files is not None:
+            for f in self._files:
+                img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+                if img is None:
+                    raise VideoSourceError(f"cannot read image {f}")
+                yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+            return
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            while True:
+                ok, img = cap.read()
+                if not ok:
+                    break
+                yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        finally:
+            cap.release()
+
+
+class VideoWriter:
+    """mp4 writer taking RGB frames; opened lazily on the first frame."""
+
+    def __init__(self, path: str | Path, fps: float) -> None:
+        self.path = Path(path)
+        self.fps = fps
+        self._w: cv2.VideoWriter | None = None
+
+    def write(self, frame_rgb: np.ndarray) -> None:
+        if self._w is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            h, w = frame_rgb.shape[:2]
+            self._w = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self._w.isOpened():
+                raise VideoSourceError(f"cannot open video writer for {self.path}")
+        self._w.write(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        if self._w is not None:
+            self._w.release()
+            self._w = None
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
