@@ -1,0 +1,1 @@
+"""Evaluation: metrics (OPE, GOT-10k), the benchmark runner, score reports, plots and threshold sweeps."""
