@@ -1,0 +1,56 @@
+"""Shared fixtures: small real models saved as real files, simple generated frames."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+# Keep the 2-core CI machine responsive when several test processes run.
+torch.set_num_threads(max(1, min(2, int(os.environ.get("DYTRACK_TEST_THREADS", "2")))))
+
+
+@pytest.fixture(scope="session")
+def tiny_dytrack_file(tmp_path_factory):
+    """A randomly initialised DyTrack tiny model (exits after layers 1, 2, 4) as a .safetensors file."""
+    from dytrack_ros.io.model_file import save_model_file
+    from dytrack_ros.model import create_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "dytrack_tiny.safetensors"
+    save_model_file(create_model("dytrack_tiny"), path, info={"note": "random weights for tests"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_plain_file(tmp_path_factory):
+    """A randomly initialised plain (no exits) tiny OSTrack model file."""
+    from dytrack_ros.io.model_file import save_model_file
+    from dytrack_ros.model import create_model
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("models") / "ostrack_tiny.safetensors"
+    save_model_file(create_model("ostrack_tiny"), path)
+    return path
+
+
+def moving_square_frames(n: int = 12, size=(240, 320), box=(100, 80, 40, 30), step=(3, 2), seed: int = 0):
+    """Textured background with a bright square moving by ``step`` px/frame; returns (frames, gt boxes)."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    bg = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
+    frames, gts = [], []
+    x, y, bw, bh = box
+    for i in range(n):
+        f = bg.copy()
+        xi, yi = int(x + i * step[0]), int(y + i * step[1])
+        f[yi:yi + bh, xi:xi + bw] = (230, 60, 60)
+        frames.append(f)
+        gts.append((xi, yi, bw, bh))
+    return frames, gts
+
+
+@pytest.fixture
+def square_sequence():
+    return moving_square_frames()

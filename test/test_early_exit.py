@@ -1,0 +1,72 @@
+"""Early exit really skips the remaining blocks (counted with forward hooks on the real model)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dytrack_ros.config import ConfigError, ModelConfig
+from dytrack_ros.model import create_model
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return create_model("dytrack_tiny").eval()
+
+
+def _run_counting(net, thresholds):
+    calls = []
+    hooks = [b.register_forward_hook(lambda m, i, o, k=k: calls.append(k)) for k, b in enumerate(net.backbone.blocks)]
+    head_calls = []
+    hooks += [h.register_forward_hook(lambda m, i, o, k=k: head_calls.append(k)) for k, h in enumerate(net.exit_heads)]
+    hooks.append(net.box_head.register_forward_hook(lambda m, i, o: head_calls.append("final")))
+    cfg = net.cfg
+    z = torch.randn(1, 3, cfg.template_size, cfg.template_size)
+    x = torch.randn(1, 3, cfg.search_size, cfg.search_size)
+    with torch.no_grad():
+        out = net(z, x, thresholds)
+    for h in hooks:
+        h.remove()
+    return out, calls, head_calls
+
+
+@pytest.mark.parametrize("thresholds, layer, blocks, heads", [
+    ((0.0, 0.0, 0.0), 1, [0], [0]),
+    ((1.0, 0.0, 0.0), 2, [0, 1], [0, 1]),
+    ((1.0, 1.0, 0.0), 4, [0, 1, 2, 3], [0, 1, "final"]),
+])
+def test_blocks_after_the_exit_are_not_executed(net, thresholds, layer, blocks, heads):
+    out, calls, head_calls = _run_counting(net, thresholds)
+    assert out.layer == layer
+    assert calls == blocks
+    assert head_calls == heads
+
+
+def test_exit_outputs_equal_the_all_exits_forward(net):
+    """The early-exit answer is exactly what the full pass computes at that exit (recycling included)."""
+    cfg = net.cfg
+    torch.manual_seed(1)
+    z = torch.randn(2, 3, cfg.template_size, cfg.template_size)
+    x = torch.randn(2, 3, cfg.search_size, cfg.search_size)
+    with torch.no_grad():
+        for r in net.recyclers:  # make recycling non-trivial
+            torch.nn.init.normal_(r.weight, std=0.05)
+        all_exits = net.forward_all_exits(z, x)
+        for k, th in enumerate([(0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (1.0, 1.0, 0.0)]):
+            out = net(z, x, th)
+            assert out.index == k
+            torch.testing.assert_close(out.score_map, all_exits[k].score_map)
+            torch.testing.assert_close(out.iou_logit, all_exits[k].iou_logit)
+
+
+def test_exit_config_validation():
+    with pytest.raises(ConfigError, match="last must equal depth"):
+        ModelConfig(depth=4, exit_layers=(1, 2))
+    with pytest.raises(ConfigError, match="increasing"):
+        ModelConfig(depth=4, exit_layers=(2, 1, 4))
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        ModelConfig(depth=12, exit_layers=(2, 6, 12), ce_loc=(3,))
+    with pytest.raises(ConfigError, match="one value per exit"):
+        ModelConfig(depth=4, exit_layers=(2, 4), exit_thresholds=(0.5,))
+    with pytest.raises(ConfigError, match="divisible"):
+        ModelConfig(embed_dim=100, num_heads=3)
