@@ -53,11 +53,9 @@ import torch
 from torch import nn
 
 from ..model.tracker_net import TrackerNet
+from .onnx_format import DEFAULT_OPSET, FORMAT, OUTPUT_MAPS, stage_file_names, stage_io_names
 
-FORMAT = "dytrack_ros.onnx/1"
-DEFAULT_OPSET = 17
 PARITY_ATOL = 1e-4
-OUTPUT_MAPS = ("score_map", "size_map", "offset_map")
 
 
 class OnnxExportError(RuntimeError):
@@ -73,6 +71,12 @@ class StageGraph(nn.Module):
         self.k = k
         self.last = k == net.num_stages - 1
         self.has_exits = net.cfg.has_exits
+        # Always eval: torch.onnx.export restores the wrapper's own train() flag recursively
+        # afterwards, which would switch the net's BatchNorms to training mode.
+        self.eval()
+
+    def train(self, mode: bool = True) -> "StageGraph":
+        return super().train(False)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         net = self.net
@@ -84,24 +88,6 @@ class StageGraph(nn.Module):
         outputs = [] if self.last else [tokens]
         outputs += [out.score_map, out.size_map, out.offset_map, torch.sigmoid(out.iou_logit)]
         return tuple(outputs)
-
-
-def stage_file_names(out_path: str | Path, num_stages: int) -> list[Path]:
-    """[model.onnx, model.stage1.onnx, ...] for ``out_path`` = model.onnx."""
-    out_path = Path(out_path)
-    if out_path.suffix != ".onnx":
-        raise OnnxExportError(f"ONNX output must end in .onnx, got {out_path.name}")
-    stem = out_path.name[: -len(".onnx")]
-    return [out_path] + [out_path.with_name(f"{stem}.stage{k}.onnx") for k in range(1, num_stages)]
-
-
-def stage_io_names(net: TrackerNet, k: int) -> tuple[list[str], list[str]]:
-    """(input names, output names) of stage ``k``'s graph."""
-    inputs = ["template", "search"] if k == 0 else ["tokens"]
-    if not net.cfg.has_exits:
-        return inputs, list(OUTPUT_MAPS)
-    outputs = [] if k == net.num_stages - 1 else ["tokens_out"]
-    return inputs, outputs + list(OUTPUT_MAPS) + ["pred_iou"]
 
 
 def example_inputs(net: TrackerNet, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +107,7 @@ def torch_stage_outputs(net: TrackerNet, template: torch.Tensor, search: torch.T
     for k in range(net.num_stages):
         args = (template, search) if k == 0 else (tokens,)
         values = StageGraph(net, k)(*args)
-        names = stage_io_names(net, k)[1]
+        names = stage_io_names(net.cfg.has_exits, k, net.num_stages)[1]
         d = {n: v.float().cpu().numpy() for n, v in zip(names, values)}
         tokens = values[0] if "tokens_out" in d else None
         outs.append(d)
@@ -184,7 +170,10 @@ def export_onnx(model: TrackerNet, out_path: str | Path, opset: int = DEFAULT_OP
     inputs and removed again if any output differs by more than ``atol``.
     """
     with _cpu_fp32_eval(model) as net:
-        paths = stage_file_names(out_path, net.num_stages)
+        try:
+            paths = stage_file_names(out_path, net.num_stages)
+        except ValueError as exc:
+            raise OnnxExportError(str(exc)) from exc
         paths[0].parent.mkdir(parents=True, exist_ok=True)
         tmp_paths = [p.with_name(p.name + ".tmp") for p in paths]
         cfg = net.cfg.replace(exit_thresholds=tuple(net.exit_thresholds)) if net.cfg.has_exits else net.cfg
@@ -197,7 +186,7 @@ def export_onnx(model: TrackerNet, out_path: str | Path, opset: int = DEFAULT_OP
                 for k, tmp in enumerate(tmp_paths):
                     stage = StageGraph(net, k)
                     args = (template, search) if k == 0 else (tokens,)
-                    names_in, names_out = stage_io_names(net, k)
+                    names_in, names_out = stage_io_names(net.cfg.has_exits, k, net.num_stages)
                     try:
                         _export_graph(stage, args, tmp, names_in, names_out, opset)
                     except Exception as exc:  # the exporter raises many types; report which stage and why
@@ -262,5 +251,5 @@ def parity_report(model: TrackerNet, onnx_path: str | Path, seed: int = 1) -> li
     return report
 
 
-__all__ = ["FORMAT", "DEFAULT_OPSET", "PARITY_ATOL", "OnnxExportError", "StageGraph", "export_onnx", "parity_report",
-           "stage_file_names", "stage_io_names", "example_inputs", "torch_stage_outputs"]
+__all__ = ["FORMAT", "DEFAULT_OPSET", "stage_file_names", "stage_io_names", "PARITY_ATOL", "OnnxExportError", "StageGraph", "export_onnx", "parity_report",
+           "example_inputs", "torch_stage_outputs"]
