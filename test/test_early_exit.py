@@ -70,3 +70,30 @@ def test_exit_config_validation():
         ModelConfig(depth=4, exit_layers=(2, 4), exit_thresholds=(0.5,))
     with pytest.raises(ConfigError, match="divisible"):
         ModelConfig(embed_dim=100, num_heads=3)
+
+
+@pytest.mark.parametrize("name", ["dytrack_tiny", "ostrack_tiny"])
+def test_fused_heads_match_the_real_heads(name):
+    """Inference-only head fusion (BN folded, branches merged) changes nothing but speed."""
+    torch.manual_seed(2)
+    net = create_model(name).eval()
+    for mod in net.modules():  # non-trivial BN statistics
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.normal_(0, 0.1)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.normal_(1.0, 0.1)
+            mod.bias.data.normal_(0, 0.1)
+    cfg = net.cfg
+    z = torch.randn(1, 3, cfg.template_size, cfg.template_size)
+    x = torch.randn(1, 3, cfg.search_size, cfg.search_size)
+    keys = list(net.state_dict())
+    with torch.no_grad():
+        ref = net.forward_all_exits(z, x)
+        net.fuse_heads_for_inference()
+        fused = net.forward_all_exits(z, x)
+    assert list(net.state_dict()) == keys  # saved layout unchanged
+    for a, b in zip(ref, fused):
+        for m_ref, m_fused in ((a.score_map, b.score_map), (a.size_map, b.size_map), (a.offset_map, b.offset_map)):
+            torch.testing.assert_close(m_fused, m_ref, atol=1e-5, rtol=1e-5)
+    net.train()  # training uses the real heads again
+    assert net._head(0) is (net.exit_heads[0] if cfg.has_exits else net.box_head)

@@ -15,7 +15,8 @@ _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, model: TrackerNet, device: str = "cpu", precision: str = "fp32", model_name: str | None = None) -> None:
+    def __init__(self, model: TrackerNet, device: str = "cpu", precision: str = "fp32", model_name: str | None = None,
+                 fuse_heads: bool = True) -> None:
         super().__init__(model.cfg, str(device), precision, model_name)
         try:
             self.torch_device = torch.device(device)
@@ -24,7 +25,10 @@ class TorchBackend(Backend):
         if self.torch_device.type == "cuda" and not torch.cuda.is_available():
             raise BackendError(f"device {device!r} requested but CUDA is not available in this torch build")
         self.dtype = _DTYPES[precision]
-        self.model = model.to(self.torch_device, self.dtype).eval()
+        self.model = model.to(self.torch_device).eval()
+        if fuse_heads:
+            self.model.fuse_heads_for_inference(self.dtype)  # folds BN in fp32, then casts
+        self.model.to(self.dtype)
         if model.cfg.has_exits:
             self._thresholds = list(model.exit_thresholds)
         self._template: torch.Tensor | None = None

@@ -63,3 +63,48 @@ def decode_boxes(score_map: torch.Tensor, size_map: torch.Tensor, offset_map: to
     cx = (ix.to(score_map.dtype) + offset[:, :1]) / fw
     cy = (iy.to(score_map.dtype) + offset[:, 1:]) / fh
     return torch.cat([cx, cy, size], dim=1)
+
+
+def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    weight = conv.weight * scale[:, None, None, None]
+    bias = (conv.bias - bn.running_mean) * scale + bn.bias
+    return weight, bias
+
+
+class FusedCenterHead(nn.Module):
+    """Inference-only equivalent of a :class:`CenterHead` (outputs equal to float32 rounding).
+
+    BatchNorm is folded into each conv, and the three towers run as one conv
+    stack: the first layer as a single conv with 3x the output channels, the
+    later layers as grouped convs (groups=3), the 1x1 outputs as one grouped
+    conv. Fewer, larger kernels are markedly faster on CPU for small heads.
+    """
+
+    def __init__(self, head: CenterHead) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        with torch.no_grad():
+            for i in range(1, 5):
+                folded = [_fold_bn(*getattr(head, f"conv{i}_{b}")[:2]) for b in CenterHead.BRANCHES]
+                w = torch.cat([f[0] for f in folded], 0)
+                conv = nn.Conv2d(w.shape[1] * (1 if i == 1 else 3), w.shape[0], 3, padding=1, groups=1 if i == 1 else 3)
+                conv.weight.copy_(w)
+                conv.bias.copy_(torch.cat([f[1] for f in folded], 0))
+                layers += [conv, nn.ReLU(inplace=True)]
+            c = head.conv5_ctr.weight.shape[1]
+            last = nn.Conv2d(3 * c, 6, 1, groups=3)  # channels: ctr, (unused), offset x/y, size w/h
+            last.weight.zero_()
+            last.bias.zero_()
+            for sl, conv5 in ((slice(0, 1), head.conv5_ctr), (slice(2, 4), head.conv5_offset), (slice(4, 6), head.conv5_size)):
+                last.weight[sl] = conv5.weight
+                last.bias[sl] = conv5.bias
+        self.body = nn.Sequential(*layers, last)
+        self.to(head.conv5_ctr.weight.device)
+        self.eval()
+
+    def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.body(feat)
+        score = torch.clamp(torch.sigmoid(out[:, 0:1]), 1e-4, 1 - 1e-4)
+        size = torch.clamp(torch.sigmoid(out[:, 4:6]), 1e-4, 1 - 1e-4)
+        return score, size, out[:, 2:4]

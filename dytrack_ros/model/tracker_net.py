@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .head import CenterHead, tokens_to_map
+from .head import CenterHead, FusedCenterHead, tokens_to_map
 from .vit import Block, PatchEmbed
 
 
@@ -144,8 +144,23 @@ class TrackerNet(nn.Module):
             parts.append(self.iou_token.expand(x.shape[0], -1, -1).to(x.dtype))
         return torch.cat(parts, dim=1)
 
-    def _head(self, k: int) -> CenterHead:
+    def _head(self, k: int) -> nn.Module:
+        fused = self.__dict__.get("_fused_heads")
+        if fused is not None and not self.training:
+            return fused[k]
         return self.box_head if k == self.num_stages - 1 else self.exit_heads[k]
+
+    def fuse_heads_for_inference(self, dtype: torch.dtype | None = None) -> "TrackerNet":
+        """Use BN-folded, branch-fused copies of the exit heads in eval mode (see FusedCenterHead).
+
+        The copies are kept outside the module tree, so ``state_dict()`` and
+        saved files are unchanged; ``train()`` switches back to the real heads,
+        and calling this again after changing weights refreshes the copies.
+        """
+        heads = [self.box_head if k == self.num_stages - 1 else self.exit_heads[k] for k in range(self.num_stages)]
+        fused = [FusedCenterHead(h) for h in heads]
+        self.__dict__["_fused_heads"] = [f.to(dtype) for f in fused] if dtype is not None else fused
+        return self
 
     def exit_branch(self, tokens: torch.Tensor, k: int) -> ExitOutput:
         """Exit k on the (un-normed) token sequence after its layer."""
@@ -235,5 +250,5 @@ class TrackerNet(nn.Module):
             index_all = torch.cat([gidx] + removed, dim=1)
             src = torch.cat([kept, kept.new_zeros(b, nx - kept.shape[1], kept.shape[2])], dim=1)
             kept = torch.zeros_like(src).scatter(1, index_all.unsqueeze(-1).expand_as(src), src)
-        score, size, offset = self.box_head(tokens_to_map(kept, cfg.search_feat))
+        score, size, offset = self._head(0)(tokens_to_map(kept, cfg.search_feat))
         return ExitOutput(0, cfg.depth, score, size, offset, None, kept)
