@@ -292,7 +292,7 @@ def _load_zip(path: Path) -> tuple[Any, set[str]]:
         except CheckpointError:
             raise
         except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, TypeError, AttributeError,
-                KeyError, IndexError, RuntimeError, struct.error, OSError) as exc:
+                KeyError, IndexError, RuntimeError, struct.error, OSError, MemoryError) as exc:
             raise CheckpointError(f"{path}: corrupt checkpoint ({type(exc).__name__}: {exc})") from exc
     return obj, unpickler.placeholder_names
 
@@ -304,9 +304,10 @@ def _load_legacy(path: Path) -> tuple[Any, set[str]]:
     """Pre-1.6 torch format: magic, protocol, sys-info, object and key-list pickles, then raw storages."""
     with open(path, "rb") as f:
         try:
-            header = [RestrictedUnpickler(f, None).load() for _ in range(3)]
-            if header[0] != _LEGACY_MAGIC:
+            magic = RestrictedUnpickler(f, None).load()
+            if magic != _LEGACY_MAGIC:
                 raise CheckpointError(f"{path}: not a torch checkpoint (neither zip nor legacy format)")
+            header = [magic] + [RestrictedUnpickler(f, None).load() for _ in range(2)]
             little = bool(header[2].get("little_endian", True)) if isinstance(header[2], dict) else True
             pending: dict[str, tuple[torch.dtype, int]] = {}
             holders: dict[str, torch.UntypedStorage] = {}
@@ -328,8 +329,8 @@ def _load_legacy(path: Path) -> tuple[Any, set[str]]:
         except CheckpointError:
             raise
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError,
-                RuntimeError, struct.error) as exc:
-            raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})") from exc
+                RuntimeError, struct.error, MemoryError) as exc:
+            raise CheckpointError(f"{path}: not a torch checkpoint, or a damaged one ({type(exc).__name__}: {exc})") from exc
     return obj, main.placeholder_names
 
 
