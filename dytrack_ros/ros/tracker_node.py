@@ -1,0 +1,452 @@
+"""ROS 2 tracker node: latest camera frame in, TrackedTarget / debug image / diagnostics out.
+
+Threads (why): the network may be slower than the camera and must never block
+the init/reset services or parameter changes, nor build a backlog of frames.
+- image callback (own callback group): convert + put into the latest-frame slot, count drops;
+- worker thread: takes the newest frame, runs the tracker, publishes;
+- services, parameters, diagnostics timer (another callback group) on a MultiThreadedExecutor.
+One lock guards the tracker state, so a re-init never interleaves with a track step.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+import rclpy
+from builtin_interfaces.msg import Time as TimeMsg
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+
+from ..backends import BackendError
+from ..config import ConfigError, TrackerConfig
+from ..io.model_file import ModelFileError
+from ..msg import TrackedTarget
+from ..paths import default_model_path
+from ..srv import InitTarget
+from ..tracker import Tracker, TrackerInputError, TrackStatus
+from ..viz import draw_result
+from . import diagnostics as diag
+from .frame_buffer import Frame, FrameBuffer, stamp_to_ns
+from .image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb, rgb_to_image
+from .node_stats import NodeStats
+from .parameters import (PARAMS, RUNTIME_TRACKER_PARAMS, SPECS, check_choice, check_exit_thresholds,
+                         descriptor_for, tracker_config_with)
+
+NODE_NAME = "tracker_node"
+STATUS_CODES = {
+    "idle": TrackedTarget.STATUS_IDLE,
+    TrackStatus.TRACKING.value: TrackedTarget.STATUS_TRACKING,
+    TrackStatus.UNCERTAIN.value: TrackedTarget.STATUS_UNCERTAIN,
+    TrackStatus.LOST.value: TrackedTarget.STATUS_LOST,
+}
+WARN_THROTTLE_S = 5.0
+
+
+class NodeStartupError(RuntimeError):
+    """The node cannot start (model missing/invalid, invalid parameter); one line for the user."""
+
+
+class TrackerNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._lock = threading.RLock()
+        self._declare_static_parameters()
+        self._static = {p.name: self.get_parameter(p.name).value for p in PARAMS if p.read_only}
+        for name in ("backend", "precision", "transport", "qos_reliability"):
+            reason = check_choice(name, self._static[name])
+            if reason:
+                raise NodeStartupError(reason)
+
+        self._declaring = False
+        self.model_path = Path(self._static["model_path"] or default_model_path())
+        self.tracker = self._load_tracker(self.model_path)
+        self._model_thresholds = tuple(self.tracker.exit_thresholds)
+
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        if hasattr(self, "add_post_set_parameters_callback"):  # Jazzy+: apply after all callbacks accepted
+            self.add_post_set_parameters_callback(self._apply_parameters)
+            self._apply_in_validate = False
+        else:  # Humble: apply in the (single) on-set callback after validation
+            self._apply_in_validate = True
+        self._declare_runtime_parameters()
+        self._apply_parameters([self.get_parameter(p.name) for p in PARAMS
+                                if not p.read_only and self.has_parameter_value(p.name)])
+
+        # tracking state (guarded by self._lock)
+        self._track_id = 0
+        self._status = "idle"
+        self._init_seq = -1
+        self._last_score = 0.0
+        self._seq = 0
+
+        self.stats = NodeStats(self.tracker.num_layers)
+        self.buffer = FrameBuffer(int(self._static["frame_buffer_size"]))
+
+        self._image_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = MutuallyExclusiveCallbackGroup()
+        qos_out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.target_pub = self.create_publisher(TrackedTarget, "~/target", qos_out)
+        self.debug_pub = self.create_publisher(
+            Image, "~/debug_image", QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                                               reliability=ReliabilityPolicy.RELIABLE))
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos_out)
+
+        qos_in = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=int(self._static["qos_depth"]),
+            reliability=(ReliabilityPolicy.BEST_EFFORT if self._static["qos_reliability"] == "best_effort"
+                         else ReliabilityPolicy.RELIABLE),
+            durability=DurabilityPolicy.VOLATILE)
+        if self._static["transport"] == "compressed":
+            self.image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_compressed,
+                                                      qos_in, callback_group=self._image_group)
+        else:
+            self.image_sub = self.create_subscription(Image, "image", self._on_image, qos_in,
+                                                      callback_group=self._image_group)
+
+        self.create_service(InitTarget, "~/init_target", self._on_init, callback_group=self._service_group)
+        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=self._service_group)
+        self.create_timer(float(self._static["diagnostics_period"]), self._publish_diagnostics,
+                          callback_group=self._service_group)
+
+        self._worker = threading.Thread(target=self._work_loop, name="tracker_worker", daemon=True)
+        self._worker.start()
+        info = self.tracker.backend_info
+        self.get_logger().info(
+            f"ready: model {self.tracker.model_name} ({info.get('backend')}/{info.get('device')}/"
+            f"{info.get('precision')}, {self.tracker.num_layers} layers, exits {list(self.tracker.exit_layers)}), "
+            f"input {self.image_sub.topic_name} [{self._static['transport']}, {self._static['qos_reliability']}, "
+            f"depth {self._static['qos_depth']}]")
+
+    # ------------------------------------------------------------------ set-up
+    def _declare_static_parameters(self) -> None:
+        for spec in PARAMS:
+            if spec.read_only:
+                self.declare_parameter(spec.name, spec.default, descriptor_for(spec))
+
+    def _declare_runtime_parameters(self) -> None:
+        # rclpy validates declarations one parameter at a time, so the status thresholds
+        # (which constrain each other) are checked together once all are declared.
+        self._declaring = True
+        try:
+            for spec in PARAMS:
+                if spec.read_only:
+                    continue
+                default = spec.default
+                if spec.name == "exit_thresholds":  # the model's stored thresholds (typed double array)
+                    default = [float(t) for t in self._model_thresholds] or Parameter.Type.DOUBLE_ARRAY
+                self.declare_parameter(spec.name, default, descriptor_for(spec))
+        except Exception as exc:  # rclpy raises several types for rejected overrides
+            raise NodeStartupError(f"invalid parameter: {exc}") from exc
+        finally:
+            self._declaring = False
+        try:
+            tracker_config_with(self.tracker.config,
+                                {k: self.get_parameter(k).value for k in RUNTIME_TRACKER_PARAMS})
+        except ConfigError as exc:
+            raise NodeStartupError(f"invalid parameters: {exc}") from exc
+
+    def _load_tracker(self, path: Path) -> Tracker:
+        if not path.is_file():
+            raise NodeStartupError(f"model file not found: {path} (set the model_path parameter)")
+        try:
+            tracker = Tracker.from_model(path, backend=self._static["backend"], device=self._static["device"],
+                                         precision=self._static["precision"], config=TrackerConfig())
+        except (BackendError, ModelFileError, ConfigError, ValueError, OSError) as exc:
+            raise NodeStartupError(f"cannot load model {path}: {exc}") from exc
+        # warm-up: the first forward pass is slow (allocations); keep it out of the first real frame
+        try:
+            import numpy as np
+
+            blank = np.full((240, 320, 3), 127, np.uint8)
+            tracker.initialize(blank, (140, 100, 40, 40))
+            tracker.track(blank)
+            tracker.reset()
+        except Exception as exc:  # a model that cannot run one frame is unusable
+            raise NodeStartupError(f"model {path} failed a warm-up frame: {exc}") from exc
+        return tracker
+
+    # ------------------------------------------------------------- parameters
+    def has_parameter_value(self, name: str) -> bool:
+        try:
+            self.get_parameter(name)
+            return True
+        except ParameterUninitializedException:
+            return False
+
+    def _validate_parameters(self, params) -> SetParametersResult:
+        changes = {p.name: p.value for p in params if p.name in SPECS}
+        reason = None
+        if "exit_thresholds" in changes:
+            reason = check_exit_thresholds(list(changes["exit_thresholds"] or []), len(self.tracker.exit_layers))
+        if reason is None and not self._declaring and any(k in changes for k in RUNTIME_TRACKER_PARAMS):
+            try:
+                tracker_config_with(self.tracker.config, changes)
+            except ConfigError as exc:
+                reason = str(exc)
+        if reason is not None:
+            if not self._declaring:
+                self.get_logger().warning(f"parameter change rejected: {reason}")
+            return SetParametersResult(successful=False, reason=reason)
+        if self._apply_in_validate:
+            self._apply_parameters(params)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params) -> None:
+        if self._declaring:
+            return  # applied once, together, after the declaration
+        changes = {p.name: p.value for p in params if p.name in SPECS}
+        with self._lock:
+            if "exit_thresholds" in changes and self.tracker.exit_layers:
+                values = list(changes["exit_thresholds"] or []) or list(self._model_thresholds)
+                self.tracker.set_exit_thresholds(values)
+            if any(k in changes for k in RUNTIME_TRACKER_PARAMS):
+                self.tracker.set_config(tracker_config_with(self.tracker.config, changes))
+            if "publish_debug_image" in changes:
+                self._publish_debug = bool(changes["publish_debug_image"])
+            for key in ("expected_rate", "min_processed_rate", "input_timeout"):
+                if key in changes:
+                    setattr(self, f"_{key}", float(changes[key]))
+
+    # ----------------------------------------------------------------- inputs
+    def _on_image(self, msg: Image) -> None:
+        self._receive(msg.header, lambda: image_to_rgb(msg), eager=True)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        # JPEG decoding is costly: only frames that are used get decoded (worker or init)
+        self._receive(msg.header, lambda: compressed_to_rgb(msg), eager=False)
+
+    def _receive(self, header, decode, eager: bool) -> None:
+        now = time.monotonic()
+        with self.stats.lock:
+            self.stats.input_rate.tick(now)
+        frame = Frame(header, stamp_to_ns(header.stamp), now, decode)
+        if eager:
+            try:
+                frame.rgb()
+            except ImageConversionError as exc:
+                self._bad_input(f"image rejected: {exc}")
+                return
+        with self._lock:
+            self._seq += 1
+            frame.seq = self._seq
+        self.buffer.push(frame)
+
+    def _bad_input(self, reason: str) -> None:
+        self.stats.bad_input(reason)
+        self.get_logger().warning(reason, throttle_duration_sec=WARN_THROTTLE_S)
+
+    # ----------------------------------------------------------------- worker
+    def _work_loop(self) -> None:
+        while not self.buffer.closed:
+            frame = self.buffer.take_latest(timeout=0.2)
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+            except Exception as exc:  # never let one frame kill the worker
+                self._bad_input(f"frame skipped: {type(exc).__name__}: {exc}")
+
+    def _process(self, frame: Frame) -> None:
+        with self._lock:
+            if not self.tracker.initialized or frame.seq <= self._init_seq:
+                return
+            try:
+                rgb = frame.rgb()
+                result = self.tracker.track(rgb)
+            except (ImageConversionError, TrackerInputError) as exc:
+                self._bad_input(f"frame skipped: {exc}")
+                return
+            status = result.status.value
+            self._status, self._last_score = status, result.score
+            msg = self._target_message(frame.header, status, result)
+            now_ns = self.get_clock().now().nanoseconds
+            msg.latency_ms = float((now_ns - frame.stamp_ns) / 1e6)
+            self.target_pub.publish(msg)
+            track_id = self._track_id
+        done = time.monotonic()
+        with self.stats.lock:
+            self.stats.processed_rate.tick(done)
+            self.stats.latency_ms.add(msg.latency_ms)
+            self.stats.node_ms.add((done - frame.receive_time) * 1e3)
+            self.stats.inference_ms.add(result.timings.get("total", 0.0))
+            self.stats.exits.add(result.exit_layer)
+            if status == TrackStatus.LOST.value:
+                self.stats.lost_frames += 1
+        if self._publish_debug or self.debug_pub.get_subscription_count() > 0:
+            drawn = draw_result(rgb, result.box, status, result.score, result.exit_layer, result.num_layers,
+                                extra=f"id {track_id}")
+            self.debug_pub.publish(rgb_to_image(drawn, frame.header))
+
+    def _target_message(self, header, status: str, result=None) -> TrackedTarget:
+        msg = TrackedTarget()
+        msg.header = header
+        msg.track_id = self._track_id if status != "idle" else 0
+        msg.status = STATUS_CODES[status]
+        msg.predicted_iou = float("nan")
+        if result is not None:
+            x, y, w, h = result.box
+            msg.center_x, msg.center_y, msg.size_x, msg.size_y = x + w / 2.0, y + h / 2.0, float(w), float(h)
+            msg.score = float(min(max(result.score, 0.0), 1.0))
+            if result.pred_iou is not None:
+                msg.predicted_iou = float(result.pred_iou)
+            msg.exit_layer, msg.num_layers = int(result.exit_layer), int(result.num_layers)
+            msg.inference_ms = float(result.timings.get("total", 0.0))
+        else:
+            msg.num_layers = int(self.tracker.num_layers)
+        return msg
+
+    # --------------------------------------------------------------- services
+    def _on_init(self, request: InitTarget.Request, response: InitTarget.Response) -> InitTarget.Response:
+        box = (request.x, request.y, request.width, request.height)
+        response.success, response.track_id = False, 0
+
+        def fail(reason: str) -> InitTarget.Response:
+            self._bad_input(f"init_target rejected: {reason}")
+            response.message = reason
+            return response
+
+        if not all(math.isfinite(v) for v in box):
+            return fail(f"box has non-finite values {box}")
+        wanted = stamp_to_ns(request.stamp)
+        frame, note = None, "latest frame"
+        if wanted:
+            frame = self.buffer.find(wanted)
+            note = "frame with the requested stamp"
+            if frame is None:
+                note = f"latest frame (stamp {request.stamp.sec}.{request.stamp.nanosec:09d} no longer buffered)"
+        if frame is None:
+            frame = self.buffer.latest()
+        if frame is None:
+            return fail(f"no image received yet on {self.image_sub.topic_name}; cannot initialise")
+        try:
+            rgb = frame.rgb()
+        except ImageConversionError as exc:
+            return fail(f"frame unusable: {exc}")
+        h, w = rgb.shape[:2]
+        with self._lock:
+            try:
+                self.tracker.initialize(rgb, box)
+            except TrackerInputError as exc:
+                return fail(f"invalid box for the {w}x{h} image: {exc}")
+            self._track_id += 1
+            self._init_seq = frame.seq
+            self._status = "tracking"
+            self.buffer.count_drops = True
+            response.success, response.track_id = True, self._track_id
+        response.frame_stamp = frame.header.stamp
+        response.message = f"tracking id {self._track_id} from the {note}"
+        self.get_logger().info(f"init_target: box {tuple(round(v, 1) for v in box)} -> {response.message}")
+        return response
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            had = self.tracker.initialized
+            old_id = self._track_id
+            self.tracker.reset()
+            self._status = "idle"
+            self.buffer.count_drops = False
+            self.buffer.discard_pending()
+            latest = self.buffer.latest()
+            header = latest.header if latest is not None else Header(stamp=self.get_clock().now().to_msg())
+            self.target_pub.publish(self._target_message(header, "idle"))
+        response.success = True
+        response.message = f"track {old_id} dropped; idle" if had else "no target was tracked; idle"
+        return response
+
+    # ------------------------------------------------------------ diagnostics
+    def diagnostics_values(self) -> tuple[int, str, dict[str, object]]:
+        with self._lock:
+            status, track_id, score = self._status, self._track_id, self._last_score
+            thresholds = list(self.tracker.exit_thresholds)
+            cfg = self.tracker.config
+        now = time.monotonic()
+        with self.stats.lock:
+            st = self.stats
+            in_rate, proc_rate = st.input_rate.rate(now), st.processed_rate.rate(now)
+            since_input = st.input_rate.seconds_since_last(now)
+            lat, node_lat, inf = st.latency_ms.summary(), st.node_ms.summary(), st.inference_ms.summary()
+            exits_text, mean_layers = st.exits.as_text(), st.exits.mean_layers()
+            bad, last_bad, bad_age = st.bad_inputs, st.last_bad_input, diag.monotonic_age(st.last_bad_input_time)
+            lost, processed = st.lost_frames, st.processed_rate.total
+        limits = diag.HealthLimits(self._expected_rate, self._min_processed_rate, self._input_timeout)
+        level, message = diag.assess(tracking=status != "idle", status=status, input_rate=in_rate,
+                                     processed_rate=proc_rate, seconds_since_input=since_input,
+                                     last_bad_input_age=bad_age, last_bad_input=last_bad, limits=limits)
+        info = self.tracker.backend_info
+        values: dict[str, object] = {
+            "status": status, "track id": track_id, "score": float(score),
+            "backend": info.get("backend", ""), "device": info.get("device", ""),
+            "precision": info.get("precision", ""), "model": self.tracker.model_name,
+            "model path": str(self.model_path), "input topic": self.image_sub.topic_name,
+            "transport": self._static["transport"],
+            "input rate (Hz)": in_rate, "processed rate (Hz)": proc_rate,
+            "frames received": self.buffer.received, "frames processed": processed,
+            "dropped frames": self.buffer.dropped, "bad inputs": bad, "last bad input": last_bad or "-",
+            "lost frames": lost,
+            "latency p50 (ms)": lat.get("p50", 0.0), "latency p95 (ms)": lat.get("p95", 0.0),
+            "latency max (ms)": lat.get("max", 0.0),
+            "node latency p50 (ms)": node_lat.get("p50", 0.0), "node latency p95 (ms)": node_lat.get("p95", 0.0),
+            "inference p50 (ms)": inf.get("p50", 0.0), "inference p95 (ms)": inf.get("p95", 0.0),
+            "exit histogram": exits_text, "mean executed layers": mean_layers,
+            "total layers": self.tracker.num_layers, "exit layers": list(self.tracker.exit_layers),
+            "exit thresholds": [round(t, 3) for t in thresholds],
+            "uncertain threshold": cfg.uncertain_threshold, "lost threshold": cfg.lost_threshold,
+        }
+        return level, message, values
+
+    def _publish_diagnostics(self) -> None:
+        level, message, values = self.diagnostics_values()
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [diag.build_status(f"{self.get_name()}: tracker", str(self.tracker.backend_info.get("device", "")),
+                                        level, message, values)]
+        self.diag_pub.publish(arr)
+
+    # --------------------------------------------------------------- shutdown
+    def destroy_node(self) -> None:
+        # also called by rclpy's context clean-up for a node whose __init__ failed half-way
+        if hasattr(self, "buffer"):
+            self.buffer.close()
+        worker = getattr(self, "_worker", None)
+        if worker is not None and worker.is_alive():
+            worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of `ros2 run dytrack_ros tracker_node` and `python -m dytrack_ros`."""
+    rclpy.init(args=args if args is not None else sys.argv)
+    try:
+        node = TrackerNode()
+    except NodeStartupError as exc:
+        print(f"{NODE_NAME}: error: {exc}", file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        return 1
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
