@@ -52,7 +52,7 @@ class TrackerClient:
 
     def __init__(self, tracker: str = "/tracker_node", image_topic: str = "/image", name: str = "dytrack_client",
                  domain_id: int | None = None, image_qos: QoSProfile | None = None,
-                 debug_image: bool = False, compressed: bool = False) -> None:
+                 debug_image: bool = False, compressed: bool = False, publish_images: bool = True) -> None:
         self.tracker = tracker.rstrip("/")
         self.context = rclpy.Context()
         rclpy.init(args=[], context=self.context, domain_id=domain_id)
@@ -71,8 +71,10 @@ class TrackerClient:
         image_qos = image_qos or QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                                             reliability=ReliabilityPolicy.RELIABLE)
         self.compressed = compressed
-        self.image_pub = self.node.create_publisher(CompressedImage if compressed else Image,
-                                                    image_topic + ("/compressed" if compressed else ""), image_qos)
+        self.image_pub = None
+        if publish_images:
+            self.image_pub = self.node.create_publisher(CompressedImage if compressed else Image,
+                                                        image_topic + ("/compressed" if compressed else ""), image_qos)
         self.init_client = self.node.create_client(InitTarget, f"{self.tracker}/init_target")
         self.reset_client = self.node.create_client(Trigger, f"{self.tracker}/reset")
         self._param_client = None
@@ -121,7 +123,7 @@ class TrackerClient:
         if not self.init_client.wait_for_service(timeout_sec=timeout):
             raise ClientError(f"{self.tracker}/init_target not available after {timeout:.0f} s")
         deadline = time.monotonic() + timeout
-        while self.image_pub.get_subscription_count() == 0:
+        while self.image_pub is not None and self.image_pub.get_subscription_count() == 0:
             if time.monotonic() > deadline:
                 raise ClientError(f"nobody subscribes to {self.image_pub.topic_name} after {timeout:.0f} s")
             time.sleep(0.02)
