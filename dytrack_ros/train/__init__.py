@@ -1,0 +1,1 @@
+"""Training: pair sampling, losses, the OSTrack/DyTrack/CompressTracker objectives, the loop, calibration."""
