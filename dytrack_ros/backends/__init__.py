@@ -48,8 +48,22 @@ def backend_for_path(path: str | Path) -> str:
     raise BackendError(f"cannot tell the backend from '{name}': known suffixes {sorted(_SUFFIXES)}")
 
 
-def load_torch_model(path: str | Path, device: str = "cpu") -> tuple[TrackerNet, str]:
-    """TrackerNet from our model file or an official checkpoint; returns (net, model name)."""
+def model_name_from_path(path: str | Path) -> str:
+    """'OSTrack_ep0300.pth.tar' -> 'OSTrack_ep0300'."""
+    name = Path(path).name
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def load_torch_model(path: str | Path, device: str = "cpu", ce: bool = False) -> tuple[TrackerNet, str]:
+    """TrackerNet from our model file or an official checkpoint; returns (net, model name).
+
+    Candidate elimination cannot be read from official weights (CE and non-CE
+    OSTrack have identical keys): pass ``ce=True`` for a CE checkpoint, or
+    convert it once with ``dytrack convert --ce`` so the file records it.
+    """
     p = Path(path)
     if not p.exists():
         raise BackendError(f"model file not found: {p}")
@@ -57,25 +71,26 @@ def load_torch_model(path: str | Path, device: str = "cpu") -> tuple[TrackerNet,
         from ..io.model_file import load_model_file
 
         net, _ = load_model_file(p, device=device)
-        return net, p.stem
+        return net, model_name_from_path(p)
     from ..io.official import load_official_checkpoint
 
-    net, _report = load_official_checkpoint(p)
-    return net.to(device), p.stem
+    net, _report = load_official_checkpoint(p, ce=ce)
+    return net.to(device), model_name_from_path(p)
 
 
 @register_backend("torch", suffixes=(".safetensors", ".pth", ".pth.tar", ".tar", ".pt"))
-def _torch_factory(model: str | Path | TrackerNet, device: str = "cpu", precision: str = "fp32") -> Backend:
+def _torch_factory(model: str | Path | TrackerNet, device: str = "cpu", precision: str = "fp32",
+                   ce: bool = False) -> Backend:
     from .torch_backend import TorchBackend
 
     if isinstance(model, TrackerNet):
         return TorchBackend(model, device, precision)
-    net, name = load_torch_model(model, device)
+    net, name = load_torch_model(model, device, ce=ce)
     return TorchBackend(net, device, precision, model_name=name)
 
 
 @register_backend("onnxruntime", suffixes=(".onnx",))
-def _onnx_factory(model: str | Path | TrackerNet, device: str = "cpu", precision: str = "fp32") -> Backend:
+def _onnx_factory(model: str | Path | TrackerNet, device: str = "cpu", precision: str = "fp32", **_: object) -> Backend:
     try:
         from .onnx_backend import OnnxBackend
     except ImportError as exc:  # onnxruntime not installed
@@ -86,16 +101,19 @@ def _onnx_factory(model: str | Path | TrackerNet, device: str = "cpu", precision
 
 
 def load_backend(model: str | Path | TrackerNet, backend: str = "auto", device: str = "cpu",
-                 precision: str = "fp32") -> Backend:
-    """Create the backend for ``model``; ``backend='auto'`` picks it from the file suffix."""
+                 precision: str = "fp32", ce: bool = False) -> Backend:
+    """Create the backend for ``model``; ``backend='auto'`` picks it from the file suffix.
+
+    ``ce`` only matters for official OSTrack checkpoints loaded directly (see load_torch_model).
+    """
     if precision not in PRECISIONS:
         raise BackendError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if backend == "auto":
         backend = "torch" if isinstance(model, TrackerNet) else backend_for_path(model)
     if backend not in _FACTORIES:
         raise BackendError(f"unknown backend '{backend}'; available: {available_backends()}")
-    return _FACTORIES[backend](model, device=device, precision=precision)
+    return _FACTORIES[backend](model, device=device, precision=precision, ce=ce)
 
 
 __all__ = ["Backend", "BackendError", "BackendOutput", "PRECISIONS", "available_backends", "backend_for_path",
-           "load_backend", "load_torch_model", "register_backend"]
+           "load_backend", "load_torch_model", "model_name_from_path", "register_backend"]

@@ -38,6 +38,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--exit-thresholds", type=parse_floats, default=None, metavar="T1,T2,...",
                    help="DyTrack exit thresholds on the predicted IoU, one per exit in [0,1] "
                         "(lower = earlier exits = faster); default: the ones stored in the model")
+    g.add_argument("--ce", action="store_true",
+                   help="the official OSTrack checkpoint given to --model uses candidate elimination "
+                        "(not detectable from its weights; converted .safetensors files record it)")
     g.add_argument("--threads", type=int, default=None, help="torch/ORT CPU threads (default: library default)")
 
 

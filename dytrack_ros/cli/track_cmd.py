@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = TrackerConfig.from_dict(load_yaml(args.tracker_config)) if args.tracker_config else TrackerConfig()
         source = FrameSource(args.video)
-        tracker = Tracker.from_model(args.model, args.backend, args.device, args.precision, cfg)
+        tracker = Tracker.from_model(args.model, args.backend, args.device, args.precision, cfg, ce=args.ce)
         if args.exit_thresholds is not None:
             tracker.set_exit_thresholds(args.exit_thresholds)
     except (BackendError, ModelFileError, VideoSourceError, ValueError) as exc:

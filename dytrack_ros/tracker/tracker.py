@@ -94,8 +94,9 @@ class Tracker:
 
     @classmethod
     def from_model(cls, model: str | Path, backend: str = "auto", device: str = "cpu", precision: str = "fp32",
-                   config: TrackerConfig | None = None) -> "Tracker":
-        return cls(load_backend(model, backend, device, precision), config)
+                   config: TrackerConfig | None = None, ce: bool = False) -> "Tracker":
+        """Load ``model`` with the backend its suffix implies (``ce``: official CE checkpoints only)."""
+        return cls(load_backend(model, backend, device, precision, ce=ce), config)
 
     # properties ---------------------------------------------------------------
     @property
