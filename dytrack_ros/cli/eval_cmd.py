@@ -1,0 +1,87 @@
+"""dytrack eval: run a tracker (or an OpenCV baseline) over a benchmark, resumable, then score it."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import parse_floats
+from .score_cmd import add_dataset_options, parse_sequences
+
+
+def add_parser(sub) -> None:
+    from ..backends import PRECISIONS, available_backends
+    from ..eval.runner import OPENCV_TRACKERS
+    from ..paths import default_model_path
+
+    p = sub.add_parser(
+        "eval", help="run a tracker over a benchmark (parallel, resumable) and score it",
+        description="Run a tracker over every sequence of a dataset, initialised from the first ground-truth box. "
+                    "Writes <seq>.txt (x,y,w,h per frame, first line = init box), <seq>_time.txt (seconds per "
+                    "frame) and <seq>_exit.txt (exit layer per frame, 0 = init) into --results; an interrupted run "
+                    "resumes without redoing finished sequences. Then scores it like 'dytrack score'.")
+    add_dataset_options(p)
+    g = p.add_argument_group("tracker")
+    g.add_argument("--model", default=str(default_model_path()),
+                   help="model file (.safetensors, .onnx, official checkpoint) or an OpenCV baseline: "
+                        + ", ".join(f"opencv:{n}" for n in OPENCV_TRACKERS) + " (default: %(default)s)")
+    g.add_argument("--backend", default="auto", choices=["auto"] + available_backends(),
+                   help="inference backend; 'auto' picks it from the model file (default: %(default)s)")
+    g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: %(default)s)")
+    g.add_argument("--precision", default="fp32", choices=PRECISIONS, help="compute precision (default: %(default)s)")
+    g.add_argument("--exit-thresholds", type=parse_floats, default=None, metavar="T1,T2,...",
+                   help="DyTrack exit thresholds on the predicted IoU: one per exit, or one value for every early "
+                        "exit (default: the model's own)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per worker process (default: CPU cores / --workers)")
+    r = p.add_argument_group("run")
+    r.add_argument("--results", required=True, metavar="DIR", help="result folder (created; resumed if it exists)")
+    r.add_argument("--workers", type=int, default=1, help="sequences run in parallel processes (default: %(default)s)")
+    r.add_argument("--sweep-thresholds", type=parse_floats, default=None, metavar="T1,T2,...",
+                   help="DyTrack models: run once per threshold (applied to every early exit), each into "
+                        "DIR/thr_<t>/, and plot the speed/accuracy operating points of the one model")
+    r.add_argument("--no-score", action="store_true", help="only run; do not score at the end")
+    r.add_argument("--report", default=None, metavar="DIR", help="report folder (default: <results>/report)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..backends import BackendError
+    from ..data import DatasetError, load_dataset
+    from ..eval.metrics import MetricInputError
+    from ..eval.runner import RunnerError, TrackerSpec, run_tracker, sweep_dir_name, sweep_specs
+    from ..eval.score import ScoreError
+    from ..io.model_file import ModelFileError
+    from .score_cmd import score_and_report
+
+    results = Path(args.results)
+    dataset_name = f"{args.format} {Path(args.root).name}" + (f" ({args.split})" if args.split else "")
+    try:
+        seqs = load_dataset(args.format, args.root, args.split, parse_sequences(args.sequences))
+        spec = TrackerSpec(args.model, args.backend, args.device, args.precision,
+                           tuple(args.exit_thresholds) if args.exit_thresholds else None, args.threads)
+        dataset = {"format": args.format, "root": str(args.root), "split": args.split, "sequences": len(seqs)}
+        if args.sweep_thresholds:
+            if spec.is_opencv:
+                raise RunnerError("--sweep-thresholds needs a DyTrack model with early exits, not an OpenCV tracker")
+            jobs = [(s, results / sweep_dir_name(t)) for s, t in zip(sweep_specs(spec, args.sweep_thresholds),
+                                                                      args.sweep_thresholds)]
+        else:
+            jobs = [(spec, results)]
+        for job_spec, folder in jobs:
+            summary = run_tracker(job_spec, seqs, folder, workers=args.workers, progress=not args.quiet,
+                                  dataset=dataset)
+            print(f"{job_spec.label}: ran {len(summary.ran)} sequences, skipped {len(summary.skipped)} finished; "
+                  f"runner overhead {summary.overhead_ms_per_frame:.2f} ms/frame -> {folder}")
+        if not args.no_score:
+            if not all(s.has_full_gt for s in seqs):
+                print("this split has first-frame ground truth only: results written, scoring skipped "
+                      "(submit them to the benchmark server)")
+                return 0
+            score_and_report(seqs, [results], args.report or str(results / "report"), dataset_name)
+    except (DatasetError, RunnerError, ScoreError, MetricInputError, BackendError, ModelFileError, ValueError,
+            OSError) as exc:
+        print(f"dytrack eval: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
