@@ -25,6 +25,7 @@ class Frame:
     stamp_ns: int  # header stamp in nanoseconds (the ring's key)
     receive_time: float  # time.monotonic() at reception
     decode: Callable[[], np.ndarray]  # -> RGB uint8 (H, W, 3); may raise ImageConversionError
+    ready_time: float = 0.0  # time.monotonic() when converted and handed to the buffer
     seq: int = 0  # arrival order, set by the node (robust to stamps that jump back, e.g. looped bags)
     _rgb: np.ndarray | None = field(default=None, repr=False)
 

@@ -101,6 +101,9 @@ class NodeStats:
         self.latency_ms = Percentiles()  # image stamp -> target published
         self.node_ms = Percentiles()  # frame received -> target published
         self.inference_ms = Percentiles()  # tracker.track() time
+        # node time per frame beyond tracker.track(): conversion in the callback + message/publish in the worker
+        self.overhead_ms = Percentiles()
+        self.wait_ms = Percentiles()  # frame ready -> worker picks it up (waiting for the previous frame's inference)
         self.exits = ExitHistogram(num_layers)
         self.bad_inputs = 0
         self.last_bad_input = ""

@@ -9,6 +9,7 @@ One lock guards the tracker state, so a re-init never interleaves with a track s
 """
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import threading
@@ -90,7 +91,7 @@ class TrackerNode(Node):
         self._status = "idle"
         self._init_seq = -1
         self._last_score = 0.0
-        self._seq = 0
+        self._arrivals = itertools.count(1)
 
         self.stats = NodeStats(self.tracker.num_layers)
         self.buffer = FrameBuffer(int(self._static["frame_buffer_size"]))
@@ -239,9 +240,8 @@ class TrackerNode(Node):
             except ImageConversionError as exc:
                 self._bad_input(f"image rejected: {exc}")
                 return
-        with self._lock:
-            self._seq += 1
-            frame.seq = self._seq
+        frame.seq = next(self._arrivals)  # never the tracker lock here: it is held during inference
+        frame.ready_time = time.monotonic()
         self.buffer.push(frame)
 
     def _bad_input(self, reason: str) -> None:
@@ -260,12 +260,15 @@ class TrackerNode(Node):
                 self._bad_input(f"frame skipped: {type(exc).__name__}: {exc}")
 
     def _process(self, frame: Frame) -> None:
+        picked = time.monotonic()
         with self._lock:
             if not self.tracker.initialized or frame.seq <= self._init_seq:
                 return
             try:
                 rgb = frame.rgb()
+                t_track = time.perf_counter()
                 result = self.tracker.track(rgb)
+                track_ms = (time.perf_counter() - t_track) * 1e3
             except (ImageConversionError, TrackerInputError) as exc:
                 self._bad_input(f"frame skipped: {exc}")
                 return
@@ -281,7 +284,9 @@ class TrackerNode(Node):
             self.stats.processed_rate.tick(done)
             self.stats.latency_ms.add(msg.latency_ms)
             self.stats.node_ms.add((done - frame.receive_time) * 1e3)
-            self.stats.inference_ms.add(result.timings.get("total", 0.0))
+            self.stats.inference_ms.add(track_ms)
+            self.stats.overhead_ms.add(((frame.ready_time - frame.receive_time) + (done - picked)) * 1e3 - track_ms)
+            self.stats.wait_ms.add((picked - frame.ready_time) * 1e3)
             self.stats.exits.add(result.exit_layer)
             if status == TrackStatus.LOST.value:
                 self.stats.lost_frames += 1
@@ -368,16 +373,17 @@ class TrackerNode(Node):
 
     # ------------------------------------------------------------ diagnostics
     def diagnostics_values(self) -> tuple[int, str, dict[str, object]]:
-        with self._lock:
-            status, track_id, score = self._status, self._track_id, self._last_score
-            thresholds = list(self.tracker.exit_thresholds)
-            cfg = self.tracker.config
+        # plain attribute reads (atomic under the GIL): no tracker lock, which inference holds
+        status, track_id, score = self._status, self._track_id, self._last_score
+        thresholds = list(self.tracker.exit_thresholds)
+        cfg = self.tracker.config
         now = time.monotonic()
         with self.stats.lock:
             st = self.stats
             in_rate, proc_rate = st.input_rate.rate(now), st.processed_rate.rate(now)
             since_input = st.input_rate.seconds_since_last(now)
             lat, node_lat, inf = st.latency_ms.summary(), st.node_ms.summary(), st.inference_ms.summary()
+            overhead, wait = st.overhead_ms.summary(), st.wait_ms.summary()
             exits_text, mean_layers = st.exits.as_text(), st.exits.mean_layers()
             bad, last_bad, bad_age = st.bad_inputs, st.last_bad_input, diag.monotonic_age(st.last_bad_input_time)
             lost, processed = st.lost_frames, st.processed_rate.total
@@ -400,6 +406,8 @@ class TrackerNode(Node):
             "latency max (ms)": lat.get("max", 0.0),
             "node latency p50 (ms)": node_lat.get("p50", 0.0), "node latency p95 (ms)": node_lat.get("p95", 0.0),
             "inference p50 (ms)": inf.get("p50", 0.0), "inference p95 (ms)": inf.get("p95", 0.0),
+            "node overhead p50 (ms)": overhead.get("p50", 0.0), "node overhead p95 (ms)": overhead.get("p95", 0.0),
+            "worker wait p50 (ms)": wait.get("p50", 0.0), "worker wait p95 (ms)": wait.get("p95", 0.0),
             "exit histogram": exits_text, "mean executed layers": mean_layers,
             "total layers": self.tracker.num_layers, "exit layers": list(self.tracker.exit_layers),
             "exit thresholds": [round(t, 3) for t in thresholds],

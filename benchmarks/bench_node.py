@@ -1,0 +1,157 @@
+"""Benchmark the ROS tracker node: per-frame node overhead, end-to-end latency, processed rate.
+
+A camera (this process) publishes 640x480 rgb8 frames at --rate Hz to the tracker
+node running in its own process, over the shared-memory Fast DDS profile
+(config/fastdds_shm.xml) with loopback-only discovery. Reports:
+- pure tracker time: Tracker.track() on the same frames in this process (no ROS);
+- node overhead per frame: in the node, conversion in the image callback plus the worker's
+  time from picking the frame to publishing the target, minus tracker.track() time;
+- worker wait: how long a frame waited for the previous frame's inference (latest-frame policy);
+- end-to-end latency: image stamp -> target published (TrackedTarget.latency_ms);
+- camera and processed rates, frames dropped by the latest-frame policy.
+
+  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_node.py --seconds 20
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def frames_640x480(n: int = 90) -> tuple[list[np.ndarray], tuple[float, float, float, float]]:
+    """cup.mp4 if fetched (real video), else a generated moving target; plus an init box."""
+    from dytrack_ros.video import FrameSource
+
+    cup = REPO / "data" / "media" / "cup.mp4"
+    if cup.is_file():
+        frames = []
+        for f in FrameSource(cup):
+            frames.append(f)
+            if len(frames) >= n:
+                break
+        return frames, (300.0, 120.0, 126.0, 250.0)
+    rng = np.random.default_rng(0)
+    import cv2
+
+    bg = cv2.resize(rng.integers(40, 200, (32, 42, 3)).astype(np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC)
+    frames = []
+    for t in range(n):
+        f = bg.copy()
+        x, y = 200 + 2 * t, 150 + int(20 * np.sin(t / 10))
+        f[y:y + 80, x:x + 90] = (230, 40, 40)
+        frames.append(f)
+    return frames, (200.0, 150.0, 90.0, 80.0)
+
+
+def pure_tracker_ms(model: Path, frames, box, repeats: int = 60) -> dict:
+    from dytrack_ros.tracker import Tracker
+
+    tr = Tracker.from_model(model)
+    tr.initialize(frames[0], box)
+    for f in frames[1:6]:
+        tr.track(f)
+    times = []
+    for i in range(repeats):
+        t = time.perf_counter()
+        tr.track(frames[1 + i % (len(frames) - 1)])
+        times.append((time.perf_counter() - t) * 1e3)
+    return {"p50": float(np.median(times)), "p95": float(np.percentile(times, 95))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, default=None,
+                    help="model file (default: models/dytrack_small.safetensors, else a random dytrack_small)")
+    ap.add_argument("--rate", type=float, default=30.0, help="camera rate in Hz")
+    ap.add_argument("--seconds", type=float, default=20.0, help="measurement duration")
+    ap.add_argument("--domain-id", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench_node.json")
+    args = ap.parse_args(argv)
+
+    from tqdm import tqdm
+
+    from dytrack_ros.ros.client import CameraStream, TrackerClient, time_to_ns
+    from dytrack_ros.ros.launcher import NodeProcess, local_ros_env, ros_args
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_node_"))
+    model = args.model or REPO / "models" / "dytrack_small.safetensors"
+    random_weights = False
+    if not model.is_file():
+        from dytrack_ros.io.model_file import save_model_file
+        from dytrack_ros.model import create_model
+
+        model = tmp / "dytrack_small_random.safetensors"
+        save_model_file(create_model("dytrack_small"), model)
+        random_weights = True
+    frames, box = frames_640x480()
+    print(f"model {model.name}{' (random weights)' if random_weights else ''}; measuring pure tracker time ...")
+    pure = pure_tracker_ms(model, frames, box)
+
+    domain = args.domain_id if args.domain_id is not None else 150 + os.getpid() % 50
+    env = local_ros_env(domain_id=domain)
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")})
+    node = NodeProcess("dytrack_ros", ros_args({"model_path": str(model), "diagnostics_period": 1.0}),
+                       env=env, log_path=tmp / "tracker_node.log").start()
+    client = TrackerClient(domain_id=domain, name="bench_camera")
+    try:
+        client.wait_for_tracker(120)
+        cam = CameraStream(client, frames, rate=args.rate, loop=True).start()
+        deadline = time.monotonic() + 15
+        while not (resp := client.init(box)).success:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"init failed: {resp.message}")
+            time.sleep(0.05)
+        time.sleep(2.0)  # warm-up, excluded
+        start_targets, start_frames, t0 = len(client.targets), len(cam.headers), time.monotonic()
+        with tqdm(total=int(args.seconds), desc="measuring", unit="s") as bar:
+            while time.monotonic() - t0 < args.seconds:
+                time.sleep(1.0)
+                bar.update(1)
+        t1 = time.monotonic()
+        received = client.targets[start_targets:]
+        sent = len(cam.headers) - start_frames
+        diag = client.latest_diagnostics(after=t1 - 1.5) or {}
+        cam.stop()
+    finally:
+        client.close()
+        rc = node.stop()
+    lat_node = [r.msg.latency_ms for r in received]
+    inf = [r.msg.inference_ms for r in received]
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
+        "model": model.name, "random_weights": random_weights, "image": "640x480 rgb8",
+        "transport": "Fast DDS SHM profile (config/fastdds_shm.xml), LOCALHOST discovery",
+        "camera_rate_hz": round(sent / (t1 - t0), 2),
+        "processed_rate_hz": round(len(received) / (t1 - t0), 2),
+        "frames_sent": sent, "frames_processed": len(received),
+        "dropped_frames_total": diag.get("dropped frames"),
+        "pure_tracker_ms": {k: round(v, 2) for k, v in pure.items()},
+        "tracker_in_node_ms": {"p50": round(float(np.median(inf)), 2), "p95": round(float(np.percentile(inf, 95)), 2)},
+        "node_overhead_ms": {"p50": float(diag.get("node overhead p50 (ms)", "nan")),
+                             "p95": float(diag.get("node overhead p95 (ms)", "nan"))},
+        "worker_wait_ms": {"p50": float(diag.get("worker wait p50 (ms)", "nan")),
+                           "p95": float(diag.get("worker wait p95 (ms)", "nan"))},
+        "e2e_latency_ms": {"p50": round(float(np.median(lat_node)), 2),
+                           "p95": round(float(np.percentile(lat_node, 95)), 2),
+                           "max": round(float(np.max(lat_node)), 2)},
+        "node_exit_code": rc,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
