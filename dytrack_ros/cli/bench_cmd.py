@@ -79,6 +79,23 @@ def time_call(fn: Callable[[], object], iters: int, warmup: int) -> list[float]:
     return samples
 
 
+def time_interleaved(fns: list[Callable[[], object]], iters: int, warmup: int) -> list[list[float]]:
+    """Like :func:`time_call` for several functions, taking turns each iteration.
+
+    On a shared machine the load drifts; taking turns makes the *ratios*
+    between the functions (e.g. exit 0 vs full depth) robust to that drift.
+    """
+    samples: list[list[float]] = [[] for _ in fns]
+    for i in range(warmup + iters):
+        order = range(len(fns)) if i % 2 == 0 else reversed(range(len(fns)))
+        for j in order:
+            t0 = time.perf_counter()
+            fns[j]()
+            if i >= warmup:
+                samples[j].append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
 def parse_frame_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -224,11 +241,10 @@ def bench_backend(backend, arch: str, frame_size: tuple[int, int] = (640, 480), 
     steps.update()
 
     layers = list(cfg.exit_layers) if cfg.has_exits else [cfg.depth]
-    exit_rows = []
-    for k in range(n_exits):
-        exit_rows.append(summarize(f"inference to exit {k} (layer {layers[k]}/{cfg.depth})",
-                                   time_call(lambda: run(search, k), iters, warmup)))
-        steps.update()
+    per_exit = time_interleaved([lambda k=k: run(search, k) for k in range(n_exits)], iters, warmup)
+    exit_rows = [summarize(f"inference to exit {k} (layer {layers[k]}/{cfg.depth})", samples)
+                 for k, samples in enumerate(per_exit)]
+    steps.update(n_exits)
     full = exit_rows[-1].median
     for r in exit_rows:
         r.pct_of_full = 100.0 * r.median / full
