@@ -4,6 +4,9 @@
 """
 import sys
 
-from dytrack_ros.ros.tracker_node import main
+try:
+    from dytrack_ros.ros.tracker_node import main
+except KeyboardInterrupt:  # Ctrl-C while torch/rclpy are still importing: no traceback
+    sys.exit(130)
 
 sys.exit(main())

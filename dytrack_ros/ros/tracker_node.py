@@ -443,6 +443,9 @@ def main(args: list[str] | None = None) -> int:
         print(f"{NODE_NAME}: error: {exc}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 1
+    except KeyboardInterrupt:  # SIGINT while the model loads
+        rclpy.try_shutdown()
+        return 0
     executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(node)
     try:
