@@ -12,7 +12,7 @@ cannot silently mix two trackers. ``<seq>.txt`` is written last and
 atomically: a sequence whose box file exists with one line per frame is
 finished and is skipped when the run is resumed.
 
-Frames are decoded by a prefetch thread (OpenCV releases the GIL), so JPEG
+Frames are decoded ahead in a background thread (OpenCV releases the GIL), so JPEG
 decoding overlaps the tracker's own work; sequences run in parallel worker
 processes (spawned, one tracker per process). OpenCV's CSRT / KCF / MIL
 (opencv-contrib) run behind the same small interface for side-by-side
@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import sys
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from itertools import islice
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -40,6 +40,7 @@ from dytrack_ros.data.sequence import Sequence
 OPENCV_TRACKERS = ("csrt", "kcf", "mil")
 OPENCV_PREFIX = "opencv:"
 PREFETCH_FRAMES = 4
+DECODE_THREADS = 1  # threads decoding the next frames (OpenCV releases the GIL); 2 only helps a no-op tracker
 
 
 class RunnerError(RuntimeError):
@@ -208,35 +209,22 @@ def read_frame(path: Path, color: str) -> np.ndarray:
     return img
 
 
-def prefetch_frames(paths: Seq[Path], color: str, depth: int = PREFETCH_FRAMES) -> Iterator[np.ndarray]:
-    """Yield decoded frames in order while a thread decodes the next ones."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def work() -> None:
+def prefetch_frames(paths: Seq[Path], color: str, depth: int = PREFETCH_FRAMES,
+                    decoders: int = DECODE_THREADS) -> Iterator[np.ndarray]:
+    """Yield decoded frames in order while ``decoders`` threads decode up to ``depth`` frames ahead."""
+    it = iter(paths)
+    with ThreadPoolExecutor(max_workers=max(int(decoders), 1)) as pool:
+        pending = deque(pool.submit(read_frame, p, color) for p in islice(it, depth))
         try:
-            for p in paths:
-                if stop.is_set():
-                    return
-                q.put(read_frame(p, color))
-        except BaseException as exc:  # handed to the consumer
-            q.put(exc)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        for _ in range(len(paths)):
-            item = q.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.01)
+            while pending:
+                frame = pending.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(pool.submit(read_frame, nxt, color))
+                yield frame
+        finally:
+            for fut in pending:
+                fut.cancel()
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -275,7 +263,7 @@ class SequenceRun:
         return (self.wall_s - self.tracker_s) / max(self.frames, 1) * 1e3
 
 
-def run_sequence(tracker: EvalTracker, seq: Sequence, results_dir: Path) -> SequenceRun:
+def run_sequence(tracker: EvalTracker, seq: Sequence, results_dir: Path, decoders: int = DECODE_THREADS) -> SequenceRun:
     """Track one sequence from its first GT box and write its result files."""
     results_dir = Path(results_dir)
     wall0 = time.perf_counter()
@@ -283,7 +271,7 @@ def run_sequence(tracker: EvalTracker, seq: Sequence, results_dir: Path) -> Sequ
     boxes = np.zeros((n, 4))
     times = np.zeros(n)
     exits = np.zeros(n, dtype=np.int64)
-    for i, frame in enumerate(prefetch_frames(seq.frames, tracker.color)):
+    for i, frame in enumerate(prefetch_frames(seq.frames, tracker.color, decoders=decoders)):
         t0 = time.perf_counter()
         if i == 0:
             tracker.initialize(frame, seq.init_box)
