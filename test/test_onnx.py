@@ -206,6 +206,7 @@ def test_missing_or_foreign_stage_files_are_refused(exported, tmp_path):
         OnnxBackend(first)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter announces itself
 def test_an_onnx_file_that_is_not_ours_is_refused(tmp_path):
     path = tmp_path / "foreign.onnx"
     torch.onnx.export(torch.nn.Linear(4, 2), (torch.zeros(1, 4),), str(path), dynamo=False, opset_version=17)
