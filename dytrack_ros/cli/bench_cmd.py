@@ -330,7 +330,8 @@ def run(args: argparse.Namespace) -> int:
             arch = args.arch or backend.config.name
             result = bench_backend(backend, arch, args.frame_size, args.iters, args.warmup, args.threads)
     except (BackendError, OnnxExportError, KeyError, ValueError, OSError) as exc:
-        print(f"dytrack bench: error: {exc}", file=sys.stderr)
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError's str() adds quotes
+        print(f"dytrack bench: error: {msg}", file=sys.stderr)
         return 1
     print(format_result(result))
     if args.json:
