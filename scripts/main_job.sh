@@ -1,13 +1,10 @@
 #!/usr/bin/env bash
-# The README's main job: track the real sample video cup.mp4 (opencv-doc) with the shipped default model
-# through the whole ROS 2 pipeline when the ROS demo is available, else with the plain CLI.
+# The README's main job, on the shipped default model: the real sample video cup.mp4 (Debian opencv-doc) played
+# as a camera topic through the whole ROS 2 pipeline (player -> tracker_node -> recorder, init by service call),
+# writing outputs/demo/{tracked.mp4, targets.csv, summary.json, exit_depth.png}.
+# Extra arguments go to the demo (python -m dytrack_ros.ros.demo --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VPY=.venv/bin/python
-mkdir -p outputs
-if "$VPY" -c "import dytrack_ros.ros.demo" 2>/dev/null; then
-  "$VPY" -m dytrack_ros.ros.demo data/media/cup.mp4 --init 300,120,126,250 --out outputs/demo "$@"
-else
-  .venv/bin/dytrack track data/media/cup.mp4 --init 300,120,126,250 --out outputs/cup_tracked.mp4 \
-    --boxes outputs/cup_boxes.txt "$@"
-fi
+export FASTDDS_DEFAULT_PROFILES_FILE=${FASTDDS_DEFAULT_PROFILES_FILE:-$PWD/config/fastdds_shm.xml}
+export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
+exec .venv/bin/python -m dytrack_ros.ros.demo --video data/media/cup.mp4 --box 300 120 126 250 --out outputs/demo "$@"

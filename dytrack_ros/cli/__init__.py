@@ -13,7 +13,7 @@ import sys
 # `dytrack --help` stays fast and one broken extra does not break the rest.
 SUBCOMMANDS = [
     "track_cmd", "eval_cmd", "score_cmd", "synth_cmd", "train_cmd", "calibrate_cmd",
-    "export_cmd", "convert_cmd", "bench_cmd", "models_cmd",
+    "export_cmd", "convert_cmd", "bench_cmd", "demo_cmd", "models_cmd",
 ]
 
 
@@ -38,7 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands whose own argument parser takes everything after the command name.
+PASSTHROUGH = {"demo": "dytrack_ros.ros.demo"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in PASSTHROUGH:
+        return int(importlib.import_module(PASSTHROUGH[argv[0]]).main(argv[1:]) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
