@@ -36,7 +36,6 @@ available), plus, optionally, every image in a folder such as the one
 from __future__ import annotations
 
 import functools
-import math
 import os
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -47,7 +46,6 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from dytrack_ros.data.sequence import DatasetError
 
 MIN_VISIBLE = 0.02  # below this visible fraction the target counts as absent
 JPEG_QUALITY = 90
@@ -764,6 +762,6 @@ def preset_table() -> list[dict]:
 
 
 __all__ = [
-    "PRESETS", "SynthError", "SynthPreset", "SynthSequence", "DatasetError", "generate_dataset",
+    "PRESETS", "SynthError", "SynthPreset", "SynthSequence", "generate_dataset",
     "generate_sequence", "get_preset", "iter_sequence", "load_photo_library", "plan_sequence", "preset_table",
 ]
