@@ -1,0 +1,57 @@
+"""dytrack calibrate: choose DyTrack exit thresholds for a mean-depth or latency budget."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "calibrate", help="calibrate DyTrack exit thresholds on validation sequences",
+        description="Track validation sequences with all exits evaluated, then pick the largest shared threshold "
+                    "whose mean executed depth (or expected latency on this machine) meets the target. Writes "
+                    "the thresholds into the model file's config and the table into its info.")
+    p.add_argument("model", help="DyTrack .safetensors model file")
+    p.add_argument("--data", required=True, metavar="FORMAT:ROOT[:SPLIT]",
+                   help="validation sequences, e.g. got10k:outputs/synth_val:val")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--target-depth", type=float, help="mean executed transformer layers")
+    g.add_argument("--target-latency-ms", type=float, help="mean network latency per frame on this machine")
+    p.add_argument("--max-sequences", type=int, default=20)
+    p.add_argument("--out", default=None, help="output model file (default: overwrite MODEL)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data.sequence import DatasetError
+    from ..io.model_file import ModelFileError
+    from ..train.calibrate import CalibrationError, calibrate_from_config
+    from ..train.config import CalibrationConfig, DataSource
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    parts = args.data.split(":")
+    if len(parts) not in (2, 3):
+        print("error: --data must be FORMAT:ROOT or FORMAT:ROOT:SPLIT", file=sys.stderr)
+        return 2
+    src = DataSource(format=parts[0], root=parts[1], split=parts[2] if len(parts) == 3 else None)
+    cal = CalibrationConfig(target_depth=args.target_depth or 0.0, target_latency_ms=args.target_latency_ms or 0.0,
+                            data=src, max_sequences=args.max_sequences)
+    try:
+        path, result = calibrate_from_config(args.model, cal, out=args.out, device=args.device, return_result=True)
+    except (CalibrationError, DatasetError, ModelFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{'tau':>5} {'depth':>6} {'ms':>7} {'mIoU':>6}  exit fractions")
+    for r in result.table[::5]:
+        print(f"{r['tau']:5.2f} {r['depth']:6.2f} {r['latency_ms']:7.2f} {r['mean_iou']:6.3f}  "
+              + " ".join(f"{f:.2f}" for f in r["exit_fractions"]))
+    print(json.dumps({k: v for k, v in result.to_dict().items() if k != "table"}, indent=1))
+    print(f"written: {path}")
+    return 0
