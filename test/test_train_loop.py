@@ -148,3 +148,11 @@ def test_cli_single_process_and_torchrun(toy_root, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "dytrack_ros.cli", "train", str(path), "optim.nope=1"], cwd=REPO,
                          env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown key" in bad.stderr
+
+
+def test_candidate_elimination_keep_rate_warmup():
+    from dytrack_ros.train.trainer import ce_keep_rate
+
+    assert [ce_keep_rate(e, 20, 100, 0.7) for e in (0, 19, 20)] == [1.0, 1.0, 1.0]
+    assert ce_keep_rate(60, 20, 100, 0.7) == pytest.approx(0.85)
+    assert ce_keep_rate(100, 20, 100, 0.7) == 0.7 and ce_keep_rate(300, 20, 100, 0.7) == 0.7

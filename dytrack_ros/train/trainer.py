@@ -83,6 +83,16 @@ def init_distributed(device: str | None = None) -> DistInfo:
     return DistInfo(rank, world, local, dev)
 
 
+def ce_keep_rate(epoch: int, start: int, end: int, final: float) -> float:
+    """OSTrack-CE warm-up: keep everything until ``start``, cosine decay to ``final`` at ``end`` (0-based epochs)."""
+    if epoch < start:
+        return 1.0
+    if epoch >= end:
+        return float(final)
+    t = (epoch - start) / max(1, end - start)
+    return float(final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
 def _step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.default_rng([seed, step, rank, 1]).integers(2 ** 62))
 
@@ -300,8 +310,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
 
     stop = False
     objective.train()
+    base_cfg = model.cfg
     while epoch < oc.epochs and not stop:
         sampler.set_epoch(epoch, position)
+        if base_cfg.ce_loc:  # candidate-elimination keep-rate warm-up (the forward reads model.cfg)
+            model.cfg = base_cfg.replace(ce_keep_ratio=ce_keep_rate(epoch, oc.ce_warmup_start, oc.ce_warmup_end,
+                                                                    base_cfg.ce_keep_ratio))
         p_replace = replacement_probability(epoch + 1, oc.epochs, cfg.compress.p_init, cfg.compress.alpha1,
                                             cfg.compress.alpha2)
         loader = DataLoader(dataset, batch_size=oc.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
@@ -364,6 +378,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
             scheduler.step()
         checkpoint(epoch, position)
     log.close()
+    model.cfg = base_cfg
     sync_buffers()
     model_path = None
     if di.is_main:
