@@ -28,13 +28,14 @@ def list_models() -> list[str]:
     return sorted(MODEL_CONFIGS)
 
 
-def get_config(name: str, **overrides) -> ModelConfig:
-    if name not in MODEL_CONFIGS:
-        raise KeyError(f"unknown model '{name}'; known: {', '.join(list_models())}")
-    cfg = MODEL_CONFIGS[name]
+def get_config(arch: str, /, **overrides) -> ModelConfig:
+    """Registry config ``arch`` with field overrides (``name=...`` renames the variant)."""
+    if arch not in MODEL_CONFIGS:
+        raise KeyError(f"unknown model '{arch}'; known: {', '.join(list_models())}")
+    cfg = MODEL_CONFIGS[arch]
     return cfg.replace(**overrides) if overrides else cfg
 
 
-def create_model(name_or_cfg: str | ModelConfig, drop_path_rate: float = 0.0, **overrides) -> TrackerNet:
+def create_model(name_or_cfg: str | ModelConfig, /, drop_path_rate: float = 0.0, **overrides) -> TrackerNet:
     cfg = get_config(name_or_cfg, **overrides) if isinstance(name_or_cfg, str) else name_or_cfg.replace(**overrides)
     return TrackerNet(cfg, drop_path_rate)
