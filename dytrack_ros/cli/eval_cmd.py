@@ -5,14 +5,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import parse_floats
+from .common import add_model_options, parse_floats
 from .score_cmd import add_dataset_options, parse_sequences
 
 
 def add_parser(sub) -> None:
-    from ..backends import PRECISIONS, available_backends
     from ..eval.runner import OPENCV_TRACKERS
-    from ..paths import default_model_path
 
     p = sub.add_parser(
         "eval", help="run a tracker over a benchmark (parallel, resumable) and score it",
@@ -21,19 +19,13 @@ def add_parser(sub) -> None:
                     "frame) and <seq>_exit.txt (exit layer per frame, 0 = init) into --results; an interrupted run "
                     "resumes without redoing finished sequences. Then scores it like 'dytrack score'.")
     add_dataset_options(p)
-    g = p.add_argument_group("tracker")
-    g.add_argument("--model", default=str(default_model_path()),
-                   help="model file (.safetensors, .onnx, official checkpoint) or an OpenCV baseline: "
-                        + ", ".join(f"opencv:{n}" for n in OPENCV_TRACKERS) + " (default: %(default)s)")
-    g.add_argument("--backend", default="auto", choices=["auto"] + available_backends(),
-                   help="inference backend; 'auto' picks it from the model file (default: %(default)s)")
-    g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: %(default)s)")
-    g.add_argument("--precision", default="fp32", choices=PRECISIONS, help="compute precision (default: %(default)s)")
-    g.add_argument("--exit-thresholds", type=parse_floats, default=None, metavar="T1,T2,...",
-                   help="DyTrack exit thresholds on the predicted IoU: one per exit, or one value for every early "
-                        "exit (default: the model's own)")
-    g.add_argument("--threads", type=int, default=None,
-                   help="CPU threads per worker process (default: CPU cores / --workers)")
+    add_model_options(
+        p,
+        model_help="model file (.safetensors, .onnx, official checkpoint) or an OpenCV baseline: "
+                   + ", ".join(f"opencv:{n}" for n in OPENCV_TRACKERS) + ".",
+        thresholds_help="DyTrack exit thresholds on the predicted IoU: one per exit, or one value for every "
+                        "early exit (default: the model's own)",
+        threads_help="CPU threads per worker process (default: CPU cores / --workers)")
     r = p.add_argument_group("run")
     r.add_argument("--results", required=True, metavar="DIR", help="result folder (created; resumed if it exists)")
     r.add_argument("--workers", type=int, default=1, help="sequences run in parallel processes (default: %(default)s)")
@@ -60,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         seqs = load_dataset(args.format, args.root, args.split, parse_sequences(args.sequences))
         spec = TrackerSpec(args.model, args.backend, args.device, args.precision,
-                           tuple(args.exit_thresholds) if args.exit_thresholds else None, args.threads)
+                           tuple(args.exit_thresholds) if args.exit_thresholds else None, args.threads, args.ce)
         dataset = {"format": args.format, "root": str(args.root), "split": args.split, "sequences": len(seqs)}
         if args.sweep_thresholds:
             if spec.is_opencv:

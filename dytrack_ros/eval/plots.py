@@ -25,6 +25,17 @@ def _pyplot():
     return plt
 
 
+def _save(fig, out_path: str | Path, title: str | None) -> None:
+    """Title, tight layout, write PNG (parent folders created), free the figure."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=100)
+    _pyplot().close(fig)
+
+
 def plot_curves(scores: Seq[ResultSetScore], out_path: str | Path, title: str = "") -> dict[str, dict]:
     """Success, precision and normalised-precision curves of several result sets in one PNG.
 
@@ -54,13 +65,7 @@ def plot_curves(scores: Seq[ResultSetScore], out_path: str | Path, title: str = 
         ax.set_xlim(xs[0], xs[-1])
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left" if key == "success" else "lower right", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
+    _save(fig, out_path, title)
     return drawn
 
 
@@ -106,11 +111,5 @@ def plot_tradeoff(scores: Seq[ResultSetScore], out_path: str | Path, title: str 
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
+    _save(fig, out_path, title)
     return drawn

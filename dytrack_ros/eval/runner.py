@@ -57,6 +57,7 @@ class TrackerSpec:
     precision: str = "fp32"
     exit_thresholds: tuple[float, ...] | None = None
     threads: int | None = None  # per worker process; default: CPU cores / workers
+    ce: bool = False  # official OSTrack checkpoint with candidate elimination (see backends.load_torch_model)
 
     @property
     def is_opencv(self) -> bool:
@@ -100,7 +101,8 @@ class DyTrackEvalTracker:
     def __init__(self, spec: TrackerSpec) -> None:
         from dytrack_ros.tracker import Tracker
 
-        self.tracker = Tracker.from_model(spec.model, backend=spec.backend, device=spec.device, precision=spec.precision)
+        self.tracker = Tracker.from_model(spec.model, backend=spec.backend, device=spec.device, precision=spec.precision,
+                                          ce=spec.ce)
         if spec.exit_thresholds is not None:
             self.tracker.set_exit_thresholds(expand_thresholds(spec.exit_thresholds, self.tracker.exit_layers))
         self.has_exits = True  # plain models write their full depth on every frame
