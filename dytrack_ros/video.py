@@ -7,6 +7,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from .image_io import ImageReadError, read_image
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff")
 
 
@@ -42,10 +44,10 @@ class FrameSource:
     def __iter__(self) -> Iterator[np.ndarray]:
         if self._files is not None:
             for f in self._files:
-                img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-                if img is None:
-                    raise VideoSourceError(f"cannot read image {f}")
-                yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+                try:
+                    yield read_image(f, "rgb")
+                except ImageReadError as exc:
+                    raise VideoSourceError(str(exc)) from exc
             return
         cap = cv2.VideoCapture(str(self.path))
         try:

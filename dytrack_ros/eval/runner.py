@@ -35,6 +35,7 @@ from typing import Iterator, Protocol, Sequence as Seq
 import cv2
 import numpy as np
 
+from dytrack_ros.image_io import ImageReadError, read_image
 from dytrack_ros.data.sequence import Sequence
 
 OPENCV_TRACKERS = ("csrt", "kcf", "mil")
@@ -204,11 +205,10 @@ def build_tracker(spec: TrackerSpec) -> EvalTracker:
 # ----------------------------------------------------------------------------- frame I/O
 def read_frame(path: Path, color: str) -> np.ndarray:
     """Decode one frame in the channel order the tracker wants; clear error when unreadable."""
-    flag = cv2.IMREAD_COLOR_RGB if color == "rgb" else cv2.IMREAD_COLOR
-    img = cv2.imread(str(path), flag)
-    if img is None:
-        raise RunnerError(f"cannot read frame {path}")
-    return img
+    try:
+        return read_image(path, color)
+    except ImageReadError as exc:
+        raise RunnerError(str(exc)) from exc
 
 
 def prefetch_frames(paths: Seq[Path], color: str, depth: int = PREFETCH_FRAMES,
