@@ -1,6 +1,7 @@
 """Training loop: the loss drops, exact resume, checkpoints, configs, CLI, and 2-process DDP (gloo)."""
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -156,3 +157,20 @@ def test_candidate_elimination_keep_rate_warmup():
     assert [ce_keep_rate(e, 20, 100, 0.7) for e in (0, 19, 20)] == [1.0, 1.0, 1.0]
     assert ce_keep_rate(60, 20, 100, 0.7) == pytest.approx(0.85)
     assert ce_keep_rate(100, 20, 100, 0.7) == 0.7 and ce_keep_rate(300, 20, 100, 0.7) == 0.7
+
+
+def test_init_from_a_plain_model_file(tmp_path):
+    """DyTrack from OSTrack weights: backbone and final head copied, exits fresh (with the score prior)."""
+    from dytrack_ros.io.model_file import save_model_file
+    from dytrack_ros.model import create_model
+    from dytrack_ros.train.trainer import build_objective
+
+    torch.manual_seed(5)
+    plain = create_model("ostrack_tiny")
+    save_model_file(plain, tmp_path / "plain.safetensors")
+    cfg = train_config_from_dict({"model": {"name": "dytrack_tiny", "init": str(tmp_path / "plain.safetensors")}})
+    dy = build_objective(cfg, torch.device("cpu")).model
+    sd, pd = dy.state_dict(), plain.state_dict()
+    assert torch.equal(sd["backbone.blocks.3.mlp.fc1.weight"], pd["backbone.blocks.3.mlp.fc1.weight"])
+    assert torch.equal(sd["box_head.conv5_ctr.bias"], pd["box_head.conv5_ctr.bias"])
+    assert float(dy.exit_heads[0].conv5_ctr.bias.detach()) == pytest.approx(-math.log(9.0))

@@ -114,27 +114,30 @@ def build_objective(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
             blk.drop_path = cfg.optim.drop_path * (i * r) / max(teacher.cfg.depth - 1, 1)
         return CompressObjective(student.to(device), teacher.to(device), cfg.loss, cfg.compress)
     model = create_model(cfg.model.name, drop_path_rate=cfg.optim.drop_path, **_model_overrides(cfg.model.overrides))
+    fresh = set(model.state_dict())
     if cfg.model.init:
-        init_from_file(model, cfg.model.init)
-    else:
-        set_score_prior(model)
+        fresh = set(init_from_file(model, cfg.model.init)["missing"])
+    set_score_prior(model, only=fresh)
     return TrackingObjective(model.to(device), cfg.loss)
 
 
 SCORE_PRIOR = 0.1
 
 
-def set_score_prior(model: TrackerNet, prior: float = SCORE_PRIOR) -> None:
+def set_score_prior(model: TrackerNet, prior: float = SCORE_PRIOR, only: set[str] | None = None) -> None:
     """From-scratch heads start with score ~ ``prior`` everywhere (CenterNet's bias −2.19).
 
     With the default 0.5 the focal loss of the ~all-negative map is ~100 at
     step 0 and its gradient swamps everything else for the first hundreds of steps.
     """
     bias = -math.log((1 - prior) / prior)
-    heads = [model.box_head] + (list(model.exit_heads) if model.cfg.has_exits else [])
+    heads = {"box_head": model.box_head}
+    if model.cfg.has_exits:
+        heads.update({f"exit_heads.{i}": h for i, h in enumerate(model.exit_heads)})
     with torch.no_grad():
-        for h in heads:
-            h.conv5_ctr.bias.fill_(bias)
+        for name, h in heads.items():
+            if only is None or f"{name}.conv5_ctr.bias" in only:  # skip heads loaded from a model file
+                h.conv5_ctr.bias.fill_(bias)
 
 
 def init_from_file(model: TrackerNet, path: str) -> dict[str, list[str]]:
