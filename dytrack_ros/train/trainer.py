@@ -258,8 +258,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
     torch.manual_seed(cfg.seed)
     objective = build_objective(cfg, di.device)
     model = objective.model
-    if dataset is None:
+    if dataset is None:  # rank 0 first: it may generate synthetic data that the others then read
+        if di.distributed and not di.is_main:
+            dist.barrier()
         dataset = PairDataset.from_config(cfg.data, model.cfg, seed=cfg.seed)
+        if di.distributed and di.is_main:
+            dist.barrier()
     oc = cfg.optim
     trainable = [p for p in objective.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(param_groups(model, oc.lr, oc.backbone_lr_mult, oc.weight_decay), lr=oc.lr,
