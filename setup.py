@@ -34,6 +34,7 @@ setup(
     data_files=[
         (f"share/{PKG}", ["package.xml"]),
         (f"share/{PKG}/config", _files("config", "*.yaml") + _files("config", "*.xml")),
+        (f"share/{PKG}/config/train", _files("config/train", "*.yaml")),
         (f"share/{PKG}/launch", _files("launch", "*.py")),
         (f"share/{PKG}/models", _files("models")),
     ],

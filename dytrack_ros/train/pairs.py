@@ -27,6 +27,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..config import ModelConfig
 from ..data.sequence import DatasetError, Sequence
+from ..image_io import ImageReadError, read_image
 from ..tracker.preprocess import normalize, sample_target
 from .config import DataConfig, DataSource
 from .losses import gaussian_heatmap
@@ -116,10 +117,10 @@ def box_in_crop(gt: np.ndarray, crop_box: np.ndarray, factor: float, output_size
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DatasetError(f"cannot read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    try:
+        return read_image(path, "rgb")
+    except ImageReadError as exc:
+        raise DatasetError(str(exc)) from exc
 
 
 # ----------------------------------------------------------------------------- dataset
