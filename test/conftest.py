@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 import torch
+
+from square_frames import moving_square_frames
 
 # One torch thread by default: test models are small, and on a loaded 2-core machine an OpenMP team of 2
 # stalls at every barrier (measured 60x slower). DYTRACK_TEST_THREADS=2 to change.
@@ -34,22 +35,6 @@ def tiny_plain_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "ostrack_tiny.safetensors"
     save_model_file(create_model("ostrack_tiny"), path)
     return path
-
-
-def moving_square_frames(n: int = 12, size=(240, 320), box=(100, 80, 40, 30), step=(3, 2), seed: int = 0):
-    """Textured background with a bright square moving by ``step`` px/frame; returns (frames, gt boxes)."""
-    rng = np.random.default_rng(seed)
-    h, w = size
-    bg = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
-    frames, gts = [], []
-    x, y, bw, bh = box
-    for i in range(n):
-        f = bg.copy()
-        xi, yi = int(x + i * step[0]), int(y + i * step[1])
-        f[yi:yi + bh, xi:xi + bw] = (230, 60, 60)
-        frames.append(f)
-        gts.append((xi, yi, bw, bh))
-    return frames, gts
 
 
 @pytest.fixture

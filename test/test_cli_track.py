@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import moving_square_frames
+from square_frames import moving_square_frames
 
 
 def _dytrack(*args, timeout=120):

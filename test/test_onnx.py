@@ -19,7 +19,7 @@ from dytrack_ros.io.model_file import save_model_file
 from dytrack_ros.model import create_model, get_config
 from dytrack_ros.tracker import Tracker
 
-from conftest import moving_square_frames
+from square_frames import moving_square_frames
 
 ATOL = 1e-4
 

@@ -121,3 +121,15 @@ def moving_target_sequence(n: int = 60, size=(240, 320), box=(60, 90, 48, 40), v
 @pytest.fixture(scope="session")
 def sequence():
     return moving_target_sequence()
+
+
+@pytest.fixture(scope="session")
+def photo_sequence():
+    """A synthetic sequence composed from real photos (easy preset), the distribution the shipped model was
+    trained on: exact GT, 60 frames of 320x240, target always visible. In-process the shipped model reaches a
+    mean IoU of about 0.85 on it, so the node test checks the ROS plumbing with a wide margin."""
+    from dytrack_ros.data.synth import generate_sequence
+
+    seq = generate_sequence(0, "easy", seed=5, frames=60, size=(320, 240))
+    assert seq.visible.all()
+    return seq.frames, np.asarray(seq.gt, float)

@@ -74,8 +74,8 @@ def test_tracks_with_params_file_remaps_and_copies_headers(rig, tiny_dytrack_fil
 @pytest.mark.skipif(not TRAINED_MODEL.is_file(),
                     reason="needs the trained default model models/dytrack_small.safetensors (a random model "
                            "does not follow a target); the pipeline itself is covered by the other tests")
-def test_boxes_follow_the_target(rig, sequence):
-    frames, gt = sequence
+def test_boxes_follow_the_target(rig, photo_sequence):
+    frames, gt = photo_sequence
     rig.start_node(TRAINED_MODEL)
     c = rig.client()
     c.wait_for_tracker()
