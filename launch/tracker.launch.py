@@ -25,7 +25,7 @@ ARGUMENTS = [
     DeclareLaunchArgument("model", default_value="",
                           description="Model file (.safetensors / .onnx); empty: the config file's model_path "
                                       "(default: the shipped models/dytrack_small.safetensors)"),
-    DeclareLaunchArgument("backend", default_value="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"],
+    DeclareLaunchArgument("backend", default_value="auto", choices=["auto", "torch", "onnxruntime"],
                           description="Inference backend (auto: from the model file suffix)"),
     DeclareLaunchArgument("device", default_value="cpu", description="cpu, cuda or cuda:N"),
     DeclareLaunchArgument("transport", default_value="raw", choices=["raw", "compressed"],

@@ -11,12 +11,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from ..backends import PRECISIONS
+from ..backends import PRECISIONS, available_backends
 from ..config import ConfigError, TrackerConfig
 
 _TRACKER_DEFAULTS = TrackerConfig()
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", *available_backends())  # the registry decides; a new backend appears here by itself
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 
