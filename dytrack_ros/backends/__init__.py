@@ -80,8 +80,13 @@ def load_torch_model(path: str | Path, device: str = "cpu", ce: bool = False) ->
 
 @register_backend("torch", suffixes=(".safetensors", ".pth", ".pth.tar", ".tar", ".pt"))
 def _torch_factory(model: str | Path | TrackerNet, device: str = "cpu", precision: str = "fp32",
-                   ce: bool = False) -> Backend:
+                   ce: bool = False, threads: int | None = None) -> Backend:
+    import torch
+
     from .torch_backend import TorchBackend
+
+    if threads:
+        torch.set_num_threads(int(threads))  # intra-op threads are process-wide in torch
 
     if isinstance(model, TrackerNet):
         return TorchBackend(model, device, precision)
@@ -90,21 +95,24 @@ def _torch_factory(model: str | Path | TrackerNet, device: str = "cpu", precisio
 
 
 @register_backend("onnxruntime", suffixes=(".onnx",))
-def _onnx_factory(model: str | Path | TrackerNet, device: str = "cpu", precision: str = "fp32", **_: object) -> Backend:
+def _onnx_factory(model: str | Path | TrackerNet, device: str = "cpu", precision: str = "fp32",
+                  threads: int | None = None, **_: object) -> Backend:
     try:
         from .onnx_backend import OnnxBackend
     except ImportError as exc:  # onnxruntime not installed
         raise BackendError(f"onnxruntime backend unavailable: {exc}") from exc
     if isinstance(model, TrackerNet):
         raise BackendError("the onnxruntime backend needs an exported .onnx file (see 'dytrack export')")
-    return OnnxBackend(model, device, precision)
+    return OnnxBackend(model, device, precision, intra_op_threads=threads or None)
 
 
 def load_backend(model: str | Path | TrackerNet, backend: str = "auto", device: str = "cpu",
-                 precision: str = "fp32", ce: bool = False) -> Backend:
+                 precision: str = "fp32", ce: bool = False, threads: int | None = None) -> Backend:
     """Create the backend for ``model``; ``backend='auto'`` picks it from the file suffix.
 
     ``ce`` only matters for official OSTrack checkpoints loaded directly (see load_torch_model).
+    ``threads``: CPU threads for inference (None/0: the library default, one per core). On a small CPU
+    shared with other processes (camera driver, recorder) fewer threads avoid OpenMP barrier stalls.
     """
     if precision not in PRECISIONS:
         raise BackendError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -112,7 +120,7 @@ def load_backend(model: str | Path | TrackerNet, backend: str = "auto", device: 
         backend = "torch" if isinstance(model, TrackerNet) else backend_for_path(model)
     if backend not in _FACTORIES:
         raise BackendError(f"unknown backend '{backend}'; available: {available_backends()}")
-    return _FACTORIES[backend](model, device=device, precision=precision, ce=ce)
+    return _FACTORIES[backend](model, device=device, precision=precision, ce=ce, threads=threads)
 
 
 __all__ = ["Backend", "BackendError", "BackendOutput", "PRECISIONS", "available_backends", "backend_for_path",

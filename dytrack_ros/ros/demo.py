@@ -70,23 +70,27 @@ def run_demo(args: argparse.Namespace) -> dict:
 
     domain = args.domain_id if args.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "42"))
     env = local_ros_env(domain_id=domain)
+    # player and recorder decode/encode video: single-threaded, so their thread pools do not steal the cores
+    # the tracker needs (OpenCV and OpenMP pools oversubscribe a small CPU and stall each other)
+    helper_env = {**env, "OMP_NUM_THREADS": "1", "OPENCV_FOR_THREADS_NUM": "1"}
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")
                        if k in env})
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
     remap = {"image": CAMERA_TOPIC}
+    # leave one core to the camera player and the recorder (they share this machine with the tracker)
     tracker_params = {"model_path": str(Path(model).resolve()), "publish_debug_image": True,
-                      "expected_rate": round(fps, 2)}
+                      "expected_rate": round(fps, 2), "cpu_threads": max(1, (os.cpu_count() or 2) - 1)}
     tracker = NodeProcess("dytrack_ros", ros_args(tracker_params, remap, params_file=args.params_file),
                           env=env, log_path=logs / "tracker_node.log", name="tracker_node")
     recorder = NodeProcess("dytrack_ros.ros.target_recorder",
                            ros_args({"output_dir": str(out.resolve()), "video_fps": round(fps, 3)}, remap),
-                           env=env, log_path=logs / "target_recorder.log", name="target_recorder")
+                           env=helper_env, log_path=logs / "target_recorder.log", name="target_recorder")
     player = NodeProcess("dytrack_ros.ros.video_player",
                          ros_args({"source": str(args.video.resolve()), "rate": float(fps),
                                    "wait_for_subscribers": 3, "max_frames": args.max_frames}, remap),
-                         env=env, log_path=logs / "video_player.log", name="video_player")
+                         env=helper_env, log_path=logs / "video_player.log", name="video_player")
     client = None
     try:
         tracker.start()
@@ -107,7 +111,13 @@ def run_demo(args: argparse.Namespace) -> dict:
         player.start()
         if not client.wait_until(lambda: bool(first), 60):
             raise DemoError(f"no camera frame within 60 s; player log:\n{player.output()[-2000:]}")
-        resp = client.init(box, time_to_ns(first[0].stamp))
+        # the node may match the new player a moment after this client does: retry while it has no frame yet
+        deadline = time.monotonic() + 15.0
+        while True:
+            resp = client.init(box, time_to_ns(first[0].stamp))
+            if resp.success or "no image received" not in resp.message or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         if not resp.success:
             raise DemoError(f"init_target failed: {resp.message}")
         print(f"init_target: {resp.message}", flush=True)

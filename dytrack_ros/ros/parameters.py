@@ -41,6 +41,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               choices=BACKENDS),
     ParamSpec("device", "cpu", "Device for the backend: cpu, cuda, cuda:N.", read_only=True),
     ParamSpec("precision", "fp32", "Numeric precision of the backend.", read_only=True, choices=PRECISIONS),
+    ParamSpec("cpu_threads", 0, "CPU threads for inference; 0 = the library default (one per core). On a small "
+              "CPU shared with the camera driver, fewer threads avoid OpenMP stalls.", read_only=True,
+              int_range=(0, 256)),
     ParamSpec("exit_thresholds", [], "Per-exit thresholds on the predicted IoU, one per exit layer, each in [0, 1]; "
               "lower = earlier exits (faster). Default: the thresholds stored in the model file. Runtime-changeable.",
               double_array=True),

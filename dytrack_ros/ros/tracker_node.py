@@ -164,7 +164,8 @@ class TrackerNode(Node):
             raise NodeStartupError(f"model file not found: {path} (set the model_path parameter)")
         try:
             tracker = Tracker.from_model(path, backend=self._static["backend"], device=self._static["device"],
-                                         precision=self._static["precision"], config=TrackerConfig())
+                                         precision=self._static["precision"], config=TrackerConfig(),
+                                         threads=int(self._static["cpu_threads"]) or None)
         except (BackendError, ModelFileError, ConfigError, ValueError, OSError) as exc:
             raise NodeStartupError(f"cannot load model {path}: {exc}") from exc
         # warm-up: the first forward pass is slow (allocations); keep it out of the first real frame

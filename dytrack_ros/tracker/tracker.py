@@ -94,9 +94,9 @@ class Tracker:
 
     @classmethod
     def from_model(cls, model: str | Path, backend: str = "auto", device: str = "cpu", precision: str = "fp32",
-                   config: TrackerConfig | None = None, ce: bool = False) -> "Tracker":
+                   config: TrackerConfig | None = None, ce: bool = False, threads: int | None = None) -> "Tracker":
         """Load ``model`` with the backend its suffix implies (``ce``: official CE checkpoints only)."""
-        return cls(load_backend(model, backend, device, precision, ce=ce), config)
+        return cls(load_backend(model, backend, device, precision, ce=ce, threads=threads), config)
 
     # properties ---------------------------------------------------------------
     @property
