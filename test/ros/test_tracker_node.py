@@ -226,8 +226,13 @@ def test_bad_inputs_never_kill_the_node(rig, tiny_dytrack_file, sequence):
     # a valid frame with row padding (step > width*3) is accepted
     padded = np.zeros((h, w * 3 + 16), np.uint8)
     padded[:, : w * 3] = f0.reshape(h, -1)
-    c.publish_raw(_image(h, w, "rgb8", w * 3 + 16, padded.tobytes(), 1_000_000_000))
-    resp = init_when_ready(c, (60, 90, 48, 40))
+    deadline = time.monotonic() + 10.0
+    while True:  # the first frames may be published before discovery has matched the node: repeat until init
+        c.publish_raw(_image(h, w, "rgb8", w * 3 + 16, padded.tobytes(), 1_000_000_000))
+        time.sleep(0.05)
+        resp = c.init((60, 90, 48, 40))
+        if resp.success or time.monotonic() > deadline:
+            break
     assert resp.success, resp.message
     tid = resp.track_id
 
@@ -250,8 +255,9 @@ def test_bad_inputs_never_kill_the_node(rig, tiny_dytrack_file, sequence):
     assert int(d["bad inputs"]) >= 4 + 6
     assert d["level"] == "1" and "bad input" in d["message"]
     assert d["last bad input"].startswith("init_target rejected")
+    # the worker logs asynchronously to the node's log file: wait for the line instead of reading once
+    assert c.wait_until(lambda: "unsupported encoding '16UC1'" in node.output(), 5), node.output()[-2000:]
     out = node.output()
-    assert "unsupported encoding '16UC1'" in out
     # warnings are throttled: 10 bad inputs within a second give fewer log lines
     assert 1 <= out.count("[WARN]") < 10
 
@@ -278,7 +284,12 @@ def test_latest_frame_no_backlog_under_fast_camera(rig, small_random_model, sequ
     time.sleep(0.5)
     targets = c.targets_since()
     sent = len(cam.headers)
-    assert 5 <= len(targets) < 0.7 * sent, f"{len(targets)} targets for {sent} frames"
+    t = time.monotonic()
+    c.wait_until(lambda: c.latest_diagnostics(after=t) is not None, 3)
+    diag = c.latest_diagnostics(after=t) or {}
+    node_view = {k: diag.get(k) for k in ("frames received", "frames processed", "dropped frames", "inference p50 (ms)",
+                                          "worker wait p50 (ms)")}
+    assert 5 <= len(targets) < 0.7 * sent, f"{len(targets)} targets for {sent} frames; node: {node_view}"
     inference = float(np.median([m.inference_ms for m in targets]))
     late = [m.latency_ms for m in targets[len(targets) // 2:]]
     # latency stays within a couple of inference times; a backlog would grow it to seconds
