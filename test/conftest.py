@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 
+from model_files import random_model_file
 from square_frames import moving_square_frames
 
 # One torch thread by default: test models are small, and on a loaded 2-core machine an OpenMP team of 2
@@ -16,25 +17,13 @@ torch.set_num_threads(max(1, int(os.environ.get("DYTRACK_TEST_THREADS", "1"))))
 @pytest.fixture(scope="session")
 def tiny_dytrack_file(tmp_path_factory):
     """A randomly initialised DyTrack tiny model (exits after layers 1, 2, 4) as a .safetensors file."""
-    from dytrack_ros.io.model_file import save_model_file
-    from dytrack_ros.model import create_model
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("models") / "dytrack_tiny.safetensors"
-    save_model_file(create_model("dytrack_tiny"), path, info={"note": "random weights for tests"})
-    return path
+    return random_model_file(tmp_path_factory.mktemp("models"), "dytrack_tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_plain_file(tmp_path_factory):
     """A randomly initialised plain (no exits) tiny OSTrack model file."""
-    from dytrack_ros.io.model_file import save_model_file
-    from dytrack_ros.model import create_model
-
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("models") / "ostrack_tiny.safetensors"
-    save_model_file(create_model("ostrack_tiny"), path)
-    return path
+    return random_model_file(tmp_path_factory.mktemp("models"), "ostrack_tiny", seed=1)
 
 
 @pytest.fixture

@@ -44,15 +44,9 @@ def domain_id() -> int:
 @pytest.fixture(scope="session")
 def small_random_model(tmp_path_factory):
     """dytrack_small with random weights: slower than a 100 Hz camera on CPU (latest-frame test)."""
-    import torch
+    from model_files import random_model_file
 
-    from dytrack_ros.io.model_file import save_model_file
-    from dytrack_ros.model import create_model
-
-    torch.manual_seed(2)
-    path = tmp_path_factory.mktemp("models") / "dytrack_small_random.safetensors"
-    save_model_file(create_model("dytrack_small"), path, info={"note": "random weights for tests"})
-    return path
+    return random_model_file(tmp_path_factory.mktemp("models"), "dytrack_small", seed=2)
 
 
 class RosRig:

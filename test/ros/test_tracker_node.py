@@ -100,8 +100,10 @@ def test_reinit_new_track_id_reset_idle_and_buffered_stamps(rig, tiny_dytrack_fi
         first = init_when_ready(c, (60, 90, 48, 40))
         assert first.success, first.message
         assert "latest frame" in first.message
-        # re-init on a frame still in the ring: that exact frame is used
-        c.wait_until(lambda: len(cam.headers) >= 8, 5)
+        # re-init on a frame still in the ring: that exact frame is used. Pick one published after the first
+        # init succeeded, i.e. while the node is known to receive (earlier ones may predate its discovery)
+        since_init = len(cam.headers)
+        c.wait_until(lambda: len(cam.headers) >= since_init + 8, 5)
         older = cam.headers[-5]
         second = c.init((70, 92, 48, 40), time_to_ns(older.stamp))
         assert second.success and second.track_id != first.track_id
