@@ -16,6 +16,7 @@ import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -77,7 +78,9 @@ class TrackerClient:
                                                         image_topic + ("/compressed" if compressed else ""), image_qos)
         self.init_client = self.node.create_client(InitTarget, f"{self.tracker}/init_target")
         self.reset_client = self.node.create_client(Trigger, f"{self.tracker}/reset")
-        self._param_client = None
+        self._set_params_client = self.node.create_client(SetParameters, f"{self.tracker}/set_parameters")
+        # Created last on purpose: see wait_for_tracker().
+        self._get_params_client = self.node.create_client(GetParameters, f"{self.tracker}/get_parameters")
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, name="tracker_client", daemon=True)
@@ -119,10 +122,27 @@ class TrackerClient:
 
     # ----------------------------------------------------------- waiting
     def wait_for_tracker(self, timeout: float = 15.0) -> None:
-        """Until the init service answers and the tracker subscribes to our image topic."""
-        if not self.init_client.wait_for_service(timeout_sec=timeout):
-            raise ClientError(f"{self.tracker}/init_target not available after {timeout:.0f} s")
+        """Until the tracker can answer our service calls and subscribes to our image topic.
+
+        ``wait_for_service`` only says that *we* have discovered the server. Discovery is
+        two-sided: until the server has also matched our reply reader, Fast DDS waits 100 ms
+        and then drops the response, and a first ``init`` call hangs. So we make a harmless
+        round trip (``get_parameters``, retried) through the client created last: endpoint
+        announcements travel in order, so once the server answers that one it has matched the
+        init and reset clients' readers too.
+        """
         deadline = time.monotonic() + timeout
+        for client in (self.init_client, self.reset_client, self._set_params_client, self._get_params_client):
+            if not client.wait_for_service(timeout_sec=max(0.0, deadline - time.monotonic())):
+                raise ClientError(f"{client.srv_name} not available after {timeout:.0f} s")
+        request = GetParameters.Request(names=["model"])
+        while True:
+            try:
+                self._call(self._get_params_client, request, min(1.0, max(0.1, deadline - time.monotonic())))
+                break
+            except ClientError:
+                if time.monotonic() > deadline:
+                    raise ClientError(f"{self.tracker} discovered but does not answer after {timeout:.0f} s") from None
         while self.image_pub is not None and self.image_pub.get_subscription_count() == 0:
             if time.monotonic() > deadline:
                 raise ClientError(f"nobody subscribes to {self.image_pub.topic_name} after {timeout:.0f} s")
@@ -188,25 +208,17 @@ class TrackerClient:
 
     def set_parameters(self, values: Mapping[str, Any], timeout: float = 10.0) -> list[tuple[bool, str]]:
         """Set parameters of the tracker node; returns (successful, reason) per parameter."""
-        from rcl_interfaces.srv import SetParameters
-
-        if self._param_client is None:
-            self._param_client = self.node.create_client(SetParameters, f"{self.tracker}/set_parameters")
-            if not self._param_client.wait_for_service(timeout_sec=timeout):
-                raise ClientError(f"{self.tracker}/set_parameters not available")
+        if not self._set_params_client.wait_for_service(timeout_sec=timeout):
+            raise ClientError(f"{self.tracker}/set_parameters not available")
         req = SetParameters.Request()
         req.parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
-        resp = self._call(self._param_client, req, timeout)
+        resp = self._call(self._set_params_client, req, timeout)
         return [(r.successful, r.reason) for r in resp.results]
 
     def get_parameters(self, names: Sequence[str], timeout: float = 10.0) -> dict[str, Any]:
-        from rcl_interfaces.srv import GetParameters
-
-        client = self.node.create_client(GetParameters, f"{self.tracker}/get_parameters")
-        if not client.wait_for_service(timeout_sec=timeout):
+        if not self._get_params_client.wait_for_service(timeout_sec=timeout):
             raise ClientError(f"{self.tracker}/get_parameters not available")
-        resp = self._call(client, GetParameters.Request(names=list(names)), timeout)
-        self.node.destroy_client(client)
+        resp = self._call(self._get_params_client, GetParameters.Request(names=list(names)), timeout)
         return {n: Parameter.from_parameter_msg(ParameterMsg(name=n, value=v)).value
                 for n, v in zip(names, resp.values)}
 

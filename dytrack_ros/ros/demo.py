@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_demo(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
-    from .client import TrackerClient, time_to_ns
+    from .client import ClientError, TrackerClient, time_to_ns
 
     if not args.video.exists():
         hint = " (run scripts/fetch_media.sh)" if args.video == CUP_VIDEO else ""
@@ -108,6 +108,10 @@ def run_demo(args: argparse.Namespace) -> dict:
                 raise DemoError(f"tracker_node exited:\n{tracker.output()[-2000:]}")
             if time.monotonic() - t0 > 120:
                 raise DemoError("tracker_node did not come up within 120 s")
+        try:
+            client.wait_for_tracker(30)  # two-sided discovery: the node can answer us now
+        except ClientError as exc:
+            raise DemoError(str(exc)) from None
         player.start()
         if not client.wait_until(lambda: bool(first), 60):
             raise DemoError(f"no camera frame within 60 s; player log:\n{player.output()[-2000:]}")
