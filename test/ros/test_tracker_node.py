@@ -11,7 +11,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from dytrack_ros.msg import TrackedTarget
-from dytrack_ros.ros.client import CameraStream, ns_to_time, time_to_ns
+from dytrack_ros.ros.client import CameraStream, ClientError, TrackerClient, ns_to_time, time_to_ns
 from dytrack_ros.viz import STATUS_COLOURS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,6 +135,17 @@ def test_init_before_any_frame_fails_cleanly(rig, tiny_dytrack_file):
     resp = c.init((10, 10, 20, 20))
     assert not resp.success and resp.track_id == 0
     assert "no image received yet" in resp.message
+
+
+def test_wait_for_tracker_without_a_node_is_a_clear_error(domain_id):
+    c = TrackerClient(domain_id=domain_id, name="lonely_client")
+    try:
+        t = time.monotonic()
+        with pytest.raises(ClientError, match="/tracker_node/init_target not available after 1 s"):
+            c.wait_for_tracker(timeout=1.0)
+        assert time.monotonic() - t < 3
+    finally:
+        c.close()
 
 
 def test_diagnostics_and_debug_image(rig, tiny_dytrack_file, sequence):
