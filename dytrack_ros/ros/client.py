@@ -189,6 +189,9 @@ class TrackerClient:
         self.image_pub.publish(msg)
 
     def _call(self, client, request, timeout: float):
+        """One service call; a clear ClientError if the service is not there or does not answer in time."""
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise ClientError(f"{client.srv_name} not available after {timeout:.0f} s")
         future = client.call_async(request)
         done = threading.Event()
         future.add_done_callback(lambda _f: done.set())
@@ -208,16 +211,12 @@ class TrackerClient:
 
     def set_parameters(self, values: Mapping[str, Any], timeout: float = 10.0) -> list[tuple[bool, str]]:
         """Set parameters of the tracker node; returns (successful, reason) per parameter."""
-        if not self._set_params_client.wait_for_service(timeout_sec=timeout):
-            raise ClientError(f"{self.tracker}/set_parameters not available")
         req = SetParameters.Request()
         req.parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
         resp = self._call(self._set_params_client, req, timeout)
         return [(r.successful, r.reason) for r in resp.results]
 
     def get_parameters(self, names: Sequence[str], timeout: float = 10.0) -> dict[str, Any]:
-        if not self._get_params_client.wait_for_service(timeout_sec=timeout):
-            raise ClientError(f"{self.tracker}/get_parameters not available")
         resp = self._call(self._get_params_client, GetParameters.Request(names=list(names)), timeout)
         return {n: Parameter.from_parameter_msg(ParameterMsg(name=n, value=v)).value
                 for n, v in zip(names, resp.values)}
