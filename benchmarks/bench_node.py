@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or REPO / "models" / "dytrack_small.safetensors"
     random_weights = False
     if not model.is_file():
-        from dytrack_ros.io.model_file import save_model_file
+        from dytrack_ros.model_io.model_file import save_model_file
         from dytrack_ros.model import create_model
 
         model = tmp / "dytrack_small_random.safetensors"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from dytrack_ros.io.model_file import save_model_file
+from dytrack_ros.model_io.model_file import save_model_file
 from dytrack_ros.model import create_model
 
 

@@ -29,7 +29,7 @@ def synth_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     torch = pytest.importorskip("torch")
-    from dytrack_ros.io.model_file import save_model_file
+    from dytrack_ros.model_io.model_file import save_model_file
     from dytrack_ros.model import create_model
 
     torch.manual_seed(0)

@@ -18,7 +18,7 @@ import torch
 
 from dytrack_ros.backends import load_backend
 from dytrack_ros.config import TrackerConfig
-from dytrack_ros.io.official import build_from_state_dict, load_official_checkpoint
+from dytrack_ros.model_io.official import build_from_state_dict, load_official_checkpoint
 from dytrack_ros.tracker import Tracker
 
 _spec = importlib.util.spec_from_file_location("ostrack_reference", Path(__file__).parent / "reference" / "ostrack_reference.py")

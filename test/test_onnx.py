@@ -15,7 +15,7 @@ from dytrack_ros.backends.onnx_export import (FORMAT, OnnxExportError, example_i
 from dytrack_ros.backends.torch_backend import TorchBackend
 from dytrack_ros.cli import main as cli_main
 from dytrack_ros.config import ModelConfig
-from dytrack_ros.io.model_file import save_model_file
+from dytrack_ros.model_io.model_file import save_model_file
 from dytrack_ros.model import create_model, get_config
 from dytrack_ros.tracker import Tracker
 

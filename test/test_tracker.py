@@ -6,7 +6,7 @@ import pytest
 
 from dytrack_ros.backends import BackendError, load_backend
 from dytrack_ros.config import ConfigError, TrackerConfig
-from dytrack_ros.io.model_file import ModelFileError
+from dytrack_ros.model_io.model_file import ModelFileError
 from dytrack_ros.tracker import Tracker, TrackerInputError, TrackerStateError, TrackStatus
 
 

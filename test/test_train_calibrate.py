@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dytrack_ros.data import load_dataset
-from dytrack_ros.io.model_file import load_model_file, read_metadata
+from dytrack_ros.model_io.model_file import load_model_file, read_metadata
 from dytrack_ros.model import create_model
 from dytrack_ros.train.calibrate import (CalibrationError, apply_calibration, calibrate, simulate_exits,
                                          stage_latency_ms, trace_sequence)
@@ -78,7 +78,7 @@ def test_calibration_errors(model, toy):
 
 
 def test_calibrate_cli(model, toy, tmp_path):
-    from dytrack_ros.io.model_file import save_model_file
+    from dytrack_ros.model_io.model_file import save_model_file
 
     root, _ = toy
     src = save_model_file(model, tmp_path / "m.safetensors")

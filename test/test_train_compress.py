@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dytrack_ros.io.model_file import load_model_file, save_model_file
+from dytrack_ros.model_io.model_file import load_model_file, save_model_file
 from dytrack_ros.model import create_model
 from dytrack_ros.train.compress import (CompressError, CompressObjective, export_student, init_student_from_teacher,
                                         replacement_probability, sample_replacement, stage_division)

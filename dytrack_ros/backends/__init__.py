@@ -68,11 +68,11 @@ def load_torch_model(path: str | Path, device: str = "cpu", ce: bool = False) ->
     if not p.exists():
         raise BackendError(f"model file not found: {p}")
     if p.name.endswith(".safetensors"):
-        from ..io.model_file import load_model_file
+        from ..model_io.model_file import load_model_file
 
         net, _ = load_model_file(p, device=device)
         return net, model_name_from_path(p)
-    from ..io.official import load_official_checkpoint
+    from ..model_io.official import load_official_checkpoint
 
     net, _report = load_official_checkpoint(p, ce=ce)
     return net.to(device), model_name_from_path(p)

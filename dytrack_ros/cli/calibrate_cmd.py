@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..data.sequence import DatasetError
-    from ..io.model_file import ModelFileError
+    from ..model_io.model_file import ModelFileError
     from ..train.calibrate import CalibrationError, calibrate_from_config
     from ..train.config import CalibrationConfig, DataSource
 

@@ -31,9 +31,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.model_file import ModelFileError, save_model_file
-    from ..io.official import load_official_checkpoint
-    from ..io.safe_pickle import CheckpointError, UnsafeCheckpointError
+    from ..model_io.model_file import ModelFileError, save_model_file
+    from ..model_io.official import load_official_checkpoint
+    from ..model_io.safe_pickle import CheckpointError, UnsafeCheckpointError
 
     out: Path = args.out
     if out.suffix != ".safetensors":

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.metrics import MetricInputError
     from ..eval.runner import RunnerError, TrackerSpec, run_tracker, sweep_dir_name, sweep_specs
     from ..eval.score import ScoreError
-    from ..io.model_file import ModelFileError
+    from ..model_io.model_file import ModelFileError
     from .score_cmd import score_and_report
 
     results = Path(args.results)

@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.file:
-        from ..io.model_file import read_metadata
+        from ..model_io.model_file import read_metadata
 
         cfg, info = read_metadata(args.file)
         print(json.dumps({"model_config": cfg.to_dict(), "info": info}, indent=2))

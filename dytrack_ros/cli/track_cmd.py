@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..backends import BackendError
-    from ..io.model_file import ModelFileError
+    from ..model_io.model_file import ModelFileError
     from ..tracker import Tracker, TrackerInputError
     from ..video import FrameSource, VideoSourceError, VideoWriter
     from ..viz import draw_result, format_histogram

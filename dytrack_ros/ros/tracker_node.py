@@ -33,7 +33,7 @@ from std_srvs.srv import Trigger
 
 from ..backends import BackendError
 from ..config import ConfigError, TrackerConfig
-from ..io.model_file import ModelFileError
+from ..model_io.model_file import ModelFileError
 from ..msg import TrackedTarget
 from ..paths import default_model_path
 from ..srv import InitTarget

@@ -201,7 +201,7 @@ def calibrate(model: TrackerNet, sequences: Seq[Sequence], target_depth: float |
 
 def apply_calibration(model: TrackerNet, result: CalibrationResult, path: str | Path, info: dict | None = None) -> Path:
     """Set the thresholds on ``model`` and write it with ``info['calibration']``."""
-    from ..io.model_file import save_model_file
+    from ..model_io.model_file import save_model_file
 
     model.set_exit_thresholds(result.thresholds)
     info = dict(info or {})
@@ -217,7 +217,7 @@ __all__ = ["CalibrationError", "CalibrationResult", "apply_calibration", "calibr
 
 def calibrate_from_config(model_path, cal, out=None, device="cpu", return_result: bool = False):
     """Load a model file, calibrate on ``cal.data`` (a DataSource), write the result (default: in place)."""
-    from ..io.model_file import load_model_file
+    from ..model_io.model_file import load_model_file
     from .pairs import load_source
 
     if cal.data is None:

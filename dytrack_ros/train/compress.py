@@ -164,7 +164,7 @@ class CompressObjective(nn.Module):
 
 def export_student(objective_or_student, path, info: dict | None = None):
     """Save the student alone as a plain N-layer model file (no teacher weights)."""
-    from ..io.model_file import save_model_file
+    from ..model_io.model_file import save_model_file
 
     student = objective_or_student.model if isinstance(objective_or_student, CompressObjective) else objective_or_student
     return save_model_file(student, path, info=info)

@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..io.model_file import load_model_file, save_model_file
+from ..model_io.model_file import load_model_file, save_model_file
 from ..model import create_model
 from ..model.tracker_net import TrackerNet
 from .compress import CompressObjective, init_student_from_teacher, replacement_probability, sample_replacement

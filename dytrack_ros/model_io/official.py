@@ -1,6 +1,6 @@
 """Load official OSTrack / CompressTracker checkpoints into :class:`TrackerNet`.
 
-Accepted containers (read with :func:`~dytrack_ros.io.safe_pickle.safe_load`,
+Accepted containers (read with :func:`~dytrack_ros.model_io.safe_pickle.safe_load`,
 never with plain ``torch.load``): a trainer checkpoint (weights under
 ``net``), a file with weights under ``model``, or a flat ``name -> tensor``
 state dict. Layouts (methods.md §2.2/2.3):
