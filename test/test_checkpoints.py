@@ -72,7 +72,7 @@ def official_repo_modules(extra: dict[str, dict] | None = None):
 
 
 def write_trainer_checkpoint(path: Path, net: dict, epoch: int = 300, extra: dict | None = None) -> Path:
-    """torch.save a checkpoint with the official trainer's structure (methods.md §2.1)."""
+    """torch.save a checkpoint with the official trainer's structure (net, optimizer, stats, settings objects)."""
     with official_repo_modules() as mods:
         settings = mods["lib.train.admin.settings"].Settings()
         env = mods["lib.train.admin.local"].EnvironmentSettings()
@@ -195,7 +195,7 @@ def test_compresstracker_test_checkpoint(tmp_path):
 
 def test_compresstracker_training_checkpoint_drops_teacher_copies(tmp_path):
     sd = ct_training_state_dict(depth=4)
-    assert len(sd) == 532  # CT-4 training model key count (methods.md §2.3)
+    assert len(sd) == 532  # CT-4 training model key count: student + teacher blocks + ori_ teacher copy
     model, report = load_official_checkpoint(write_trainer_checkpoint(tmp_path / "ct4_train.pth.tar", sd))
     assert report.layout == "compresstracker-training"
     assert len(report.dropped_keys) == 532 - 146

@@ -1,4 +1,4 @@
-"""Crop -> decode -> map-back geometry, exactly as OSTrack (methods.md §1.2, §1.7)."""
+"""Crop -> decode -> map-back geometry, exactly as OSTrack's test-time code computes it."""
 from __future__ import annotations
 
 import math

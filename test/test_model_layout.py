@@ -1,4 +1,4 @@
-"""Our ViT-B model layouts equal the official OSTrack-256 / CompressTracker state-dict tables (methods.md §2.2/2.3).
+"""Our ViT-B model layouts equal the official OSTrack-256 / CompressTracker state-dict tables.
 
 Official files additionally hold ``backbone.cls_token`` (1,1,768) and
 ``backbone.pos_embed`` (1,197,768), which OSTrack never uses and we drop:
@@ -21,7 +21,7 @@ _spec.loader.exec_module(ref)
 UNUSED = {"backbone.cls_token", "backbone.pos_embed"}
 UNUSED_ELEMENTS = 768 + 197 * 768  # = 152,064
 
-# methods.md: (official keys, official elements incl. cls_token/pos_embed and BN buffers)
+# Counted on the official files: (keys, elements incl. cls_token/pos_embed and BN buffers, depth, distill)
 OFFICIAL_COUNTS = {
     "ostrack256": (242, 92_521_425, 12, False),
     "ostrack256_ce": (242, 92_521_425, 12, False),
@@ -49,7 +49,7 @@ def layouts() -> dict[str, dict[str, tuple]]:
 def test_keys_and_shapes_match_official_table(layouts, name):
     n_keys, n_elem, depth, distill = OFFICIAL_COUNTS[name]
     official = ref.official_shapes(depth=depth, distill=distill)
-    assert len(official) == n_keys  # the reference table itself matches methods.md's key count
+    assert len(official) == n_keys  # the reference table itself matches the official key count
     assert sum(torch.Size(s).numel() for s in official.values()) == n_elem
     expected = {k: v for k, v in official.items() if k not in UNUSED}
     ours = layouts[name]
@@ -73,7 +73,7 @@ def test_ce_variant_has_identical_keys_and_official_ce_setting(layouts):
 
 
 def test_ce_token_counts_follow_keep_ratio():
-    """256 -> 180 -> 126 -> 89 search tokens (methods.md §1.5), checked on a narrow 12-block model."""
+    """256 -> 180 -> 126 -> 89 search tokens (keep ratio 0.7 at layers 3/6/9, ceil), checked on a narrow 12-block model."""
     import math
 
     lens = [256]

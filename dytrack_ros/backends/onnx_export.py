@@ -3,7 +3,8 @@
 Why one graph per stage: an early-exit model only saves time if the deeper
 blocks are never run. ONNX has no cheap data-dependent early return, so the
 export cuts the network at its exits and the runtime (``OnnxBackend``) chains
-the graphs, deciding between calls whether to stop (ecosystem.md 5.8).
+the graphs, deciding between calls whether to stop, so a stage after the
+exit taken is never run.
 
 File layout for ``export_onnx(model, "model.onnx")``:
 

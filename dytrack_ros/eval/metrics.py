@@ -1,6 +1,6 @@
 """Tracking accuracy metrics (pure numpy): OPE success/precision as in pytracking/OSTrack, GOT-10k AO/SR.
 
-Two protocols, each reproduced exactly (see methods.md §6):
+Two protocols, each reproduced exactly as its reference toolkit computes it:
 
 **OPE (pytracking ``extract_results`` semantics)** -- success AUC, precision@20px
 and normalised precision@0.20, as OSTrack-family papers report them on LaSOT,

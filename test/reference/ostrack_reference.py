@@ -1,4 +1,4 @@
-"""Independent reference of the official OSTrack-256 test-time semantics (methods.md §1-2).
+"""Independent reference of the official OSTrack-256 test-time semantics (tracker loop and checkpoint layout).
 
 Written separately from ``dytrack_ros`` (which it must not import) so the
 parity tests compare two implementations, not one with itself. It works on a
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 BRANCHES = ("ctr", "offset", "size")
 
 
-# --------------------------------------------------------------------------- key layout (methods.md §2.2/2.3)
+# --------------------------------------------------------------------------- key layout (official OSTrack / CompressTracker state dicts)
 def official_shapes(dim: int = 768, depth: int = 12, mlp_ratio: int = 4, patch: int = 16, template: int = 128,
                     search: int = 256, head_channels: int = 256, distill: bool = False) -> "OrderedDict[str, tuple]":
     """Key -> shape of an official OSTrack (``distill=False``) or CompressTracker test model state dict."""
@@ -200,7 +200,7 @@ def reference_forward(sd, template: torch.Tensor, search: torch.Tensor, num_head
     return _head(sd, feat)
 
 
-# --------------------------------------------------------------------------- tracker loop (methods.md §1)
+# --------------------------------------------------------------------------- tracker loop (official OSTrack test time)
 def sample_target(im: np.ndarray, box, factor: float, output_sz: int):
     x, y, w, h = box
     crop_sz = math.ceil(math.sqrt(w * h) * factor)
