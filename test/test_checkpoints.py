@@ -18,6 +18,7 @@ import random
 import subprocess
 import sys
 import types
+import warnings
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch
 
 from dytrack_ros.cli import main as cli_main
 from dytrack_ros.model_io.model_file import load_model_file, save_model_file
-from dytrack_ros.model_io.official import OfficialCheckpointError, load_official_checkpoint
+from dytrack_ros.model_io.official import CeUndetectedWarning, OfficialCheckpointError, load_official_checkpoint
 from dytrack_ros.model_io.safe_pickle import CheckpointError, InertObject, UnsafeCheckpointError, safe_load
 from dytrack_ros.model import get_config
 
@@ -71,15 +72,24 @@ def official_repo_modules(extra: dict[str, dict] | None = None):
             sys.modules.pop(n, None)
 
 
-def write_trainer_checkpoint(path: Path, net: dict, epoch: int = 300, extra: dict | None = None) -> Path:
-    """torch.save a checkpoint with the official trainer's structure (net, optimizer, stats, settings objects)."""
+NON_CE_EXPERIMENT = "vitb_256_mae_32x4_ep300"  # official OSTrack-256 experiment names
+CE_EXPERIMENT = "vitb_256_mae_ce_32x4_ep300"
+
+
+def write_trainer_checkpoint(path: Path, net: dict, epoch: int = 300, extra: dict | None = None,
+                             config_name: str | None = NON_CE_EXPERIMENT) -> Path:
+    """torch.save a checkpoint with the official trainer's structure (net, optimizer, stats, settings objects).
+
+    ``settings.config_name`` is the experiment name; None leaves it out.
+    """
     with official_repo_modules() as mods:
         settings = mods["lib.train.admin.settings"].Settings()
         env = mods["lib.train.admin.local"].EnvironmentSettings()
         env.workspace_dir, env.lasot_dir = "workspace", "data/lasot"
-        settings.__dict__.update(env=env, script_name="ostrack", config_name="vitb_256_mae_ce_32x4_ep300",
-                                 device=torch.device("cuda", 0), batchsize=32, grad_clip_norm=0.1,
-                                 search_area_factor={"template": 2.0, "search": 4.0})
+        settings.__dict__.update(env=env, script_name="ostrack", device=torch.device("cuda", 0), batchsize=32,
+                                 grad_clip_norm=0.1, search_area_factor={"template": 2.0, "search": 4.0})
+        if config_name is not None:
+            settings.config_name = config_name
         meter = mods["lib.train.admin.stats"].AverageMeter()
         meter.__dict__.update(val=0.61, avg=0.7, sum=7.0, count=10)
         lr = mods["lib.train.admin.stats"].StatValue()
@@ -225,17 +235,117 @@ def test_vitb_ostrack256_and_ct2_checkpoints_infer_registry_configs(tmp_path):
 
 def test_ce_checkpoint_selects_official_ce(tmp_path):
     sd = ref.random_official_state_dict(1, depth=12, dim=64, head_channels=32)
-    path = write_trainer_checkpoint(tmp_path / "ce.pth.tar", sd)
+    path = write_trainer_checkpoint(tmp_path / "ce.pth.tar", sd, config_name=CE_EXPERIMENT)
     _, report = load_official_checkpoint(path, ce=True, num_heads=2)
     c = report.config
     assert (c.ce_loc, c.ce_keep_ratio, c.ce_template_centre, c.num_heads) == ((3, 6, 9), 0.7, True, 2)
     assert c.name == "ostrack256_ce_d64"
 
 
+# --------------------------------------------------------------------------- CE from the recorded experiment name
+@pytest.fixture(scope="module")
+def sd12():
+    """12 blocks (where CE is defined), narrow."""
+    return ref.random_official_state_dict(7, depth=12, dim=64, head_channels=32)
+
+
+def _load_recording_warnings(path, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, report = load_official_checkpoint(path, num_heads=2, **kwargs)
+    return model, report, [str(w.message) for w in caught if issubclass(w.category, CeUndetectedWarning)]
+
+
+def test_ce_detected_from_recorded_experiment_name(tmp_path, sd12):
+    ce_model, ce_rep, ce_warn = _load_recording_warnings(
+        write_trainer_checkpoint(tmp_path / "ce.pth.tar", sd12, config_name=CE_EXPERIMENT))
+    plain_model, plain_rep, plain_warn = _load_recording_warnings(
+        write_trainer_checkpoint(tmp_path / "plain.pth.tar", sd12, config_name=NON_CE_EXPERIMENT))
+    assert ce_warn == [] and plain_warn == []
+    assert (ce_rep.config.ce_loc, ce_rep.config.ce_keep_ratio) == ((3, 6, 9), 0.7)
+    assert plain_rep.config.ce_loc == ()
+    assert ce_rep.ce_source == f"on (detected from settings.config_name = '{CE_EXPERIMENT}')"
+    assert plain_rep.ce_source == f"off (detected from settings.config_name = '{NON_CE_EXPERIMENT}')"
+    assert f"CE:         on (detected from settings.config_name = '{CE_EXPERIMENT}')" in ce_rep.summary()
+    z, x = _inputs(3)
+    with torch.no_grad():  # detection changes what runs: the two models differ on the same weights
+        assert not torch.allclose(ce_model(z, x).score_map, plain_model(z, x).score_map)
+
+
+@pytest.mark.parametrize("where", ["trainer file without config_name", "bare state dict", "settings None"])
+def test_unrecorded_ce_warns_and_loads_without_ce(tmp_path, sd12, where):
+    path = tmp_path / "x.pth"
+    if where == "trainer file without config_name":
+        write_trainer_checkpoint(path, sd12, config_name=None)
+        why = "record no config_name"
+    elif where == "bare state dict":
+        torch.save(OrderedDict(sd12), path)
+        why = "bare state dict"
+    else:
+        torch.save({"epoch": 1, "net": sd12, "settings": None}, path)
+        why = "'settings' is a NoneType"
+    _, report, warned = _load_recording_warnings(path)
+    assert report.config.ce_loc == ()
+    assert len(warned) == 1 and why in warned[0] and "--ce" in warned[0] and "WITHOUT CE" in warned[0]
+    assert report.warnings == warned and "WARNING:" in report.summary()
+    assert report.ce_source.startswith("off (not detected")
+    for ce in (True, False):  # an explicit choice needs no warning
+        _, report, warned = _load_recording_warnings(path, ce=ce)
+        assert warned == [] and bool(report.config.ce_loc) is ce
+
+
+def test_no_warning_where_ce_does_not_apply(tmp_path, small_ostrack_sd):
+    torch.save(OrderedDict(small_ostrack_sd), tmp_path / "d4.pth")  # 4 blocks: CE is defined for 12 only
+    _, report, warned = _load_recording_warnings(tmp_path / "d4.pth")
+    assert warned == [] and report.config.ce_loc == () and "not applicable to 4 blocks" in report.ce_source
+
+
+def test_explicit_ce_contradicting_the_record_warns_and_is_followed(tmp_path, sd12):
+    ce_file = write_trainer_checkpoint(tmp_path / "ce.pth.tar", sd12, config_name=CE_EXPERIMENT)
+    _, report, warned = _load_recording_warnings(ce_file, ce=False)
+    assert report.config.ce_loc == () and len(warned) == 1
+    assert "explicitly off" in warned[0] and CE_EXPERIMENT in warned[0] and "following the explicit" in warned[0]
+    plain_file = write_trainer_checkpoint(tmp_path / "plain.pth.tar", sd12, config_name=NON_CE_EXPERIMENT)
+    _, report, warned = _load_recording_warnings(plain_file, ce=True)
+    assert report.config.ce_loc == (3, 6, 9) and len(warned) == 1 and "explicitly on" in warned[0]
+    _, report, warned = _load_recording_warnings(ce_file, ce=True)  # agreeing: quiet
+    assert warned == [] and report.ce_source.startswith("on (explicit")
+
+
+def test_ce_name_on_a_non_12_block_file_is_refused(tmp_path, small_ostrack_sd):
+    path = write_trainer_checkpoint(tmp_path / "odd.pth.tar", small_ostrack_sd, config_name=CE_EXPERIMENT)
+    with pytest.raises(OfficialCheckpointError, match=r"4 blocks; pass --no-ce"):
+        load_official_checkpoint(path)
+    with pytest.warns(CeUndetectedWarning, match="explicitly off"):
+        _, report = load_official_checkpoint(path, ce=False)
+    assert report.config.ce_loc == ()
+
+
+def test_convert_cli_reports_detection_and_warnings(tmp_path, sd12, capsys):
+    ce_file = write_trainer_checkpoint(tmp_path / "ce.pth.tar", sd12, config_name=CE_EXPERIMENT)
+    out = tmp_path / "ce.safetensors"
+    assert cli_main(["convert", str(ce_file), "--out", str(out), "--num-heads", "2"]) == 0
+    captured = capsys.readouterr()
+    assert f"CE:         on (detected from settings.config_name = '{CE_EXPERIMENT}')" in captured.out
+    assert "CE at [3, 6, 9] keep 0.7" in captured.out and captured.err == ""
+    assert load_model_file(out)[0].cfg.ce_loc == (3, 6, 9)
+    assert cli_main(["convert", str(ce_file), "--out", str(out), "--num-heads", "2", "--no-ce", "--force"]) == 0
+    captured = capsys.readouterr()
+    assert "warning:" in captured.err and "explicitly off" in captured.err
+    assert load_model_file(out)[0].cfg.ce_loc == ()
+    bare = tmp_path / "bare.pth"
+    torch.save(OrderedDict(sd12), bare)
+    assert cli_main(["convert", str(bare), "--out", str(tmp_path / "bare.safetensors"), "--num-heads", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "cannot be detected" in captured.err and captured.err.count("warning:") == 1
+    assert "no CE" in captured.out
+
+
 # --------------------------------------------------------------------------- our file format round trip
 def test_round_trip_to_model_file_gives_identical_outputs(tmp_path):
     sd = ref.random_official_state_dict(2, depth=12, dim=64, head_channels=32)
-    model, report = load_official_checkpoint(write_trainer_checkpoint(tmp_path / "ce.pth.tar", sd), ce=True, num_heads=2)
+    model, report = load_official_checkpoint(write_trainer_checkpoint(tmp_path / "ce.pth.tar", sd, config_name=CE_EXPERIMENT),
+                                             ce=True, num_heads=2)
     out_path = save_model_file(model, tmp_path / "converted.safetensors", info={"source": "ce.pth.tar"})
     again, info = load_model_file(out_path)
     assert again.cfg == model.cfg and info == {"source": "ce.pth.tar"}
@@ -261,7 +371,7 @@ def test_convert_cli_in_process(tmp_path, small_ckpt, capsys):
 
 def test_convert_cli_subprocess_ce(tmp_path):
     sd = ref.random_official_state_dict(4, depth=12, dim=64, head_channels=32)
-    ckpt = write_trainer_checkpoint(tmp_path / "ce.pth.tar", sd)
+    ckpt = write_trainer_checkpoint(tmp_path / "ce.pth.tar", sd, config_name=CE_EXPERIMENT)
     out = tmp_path / "ce.safetensors"
     proc = subprocess.run([sys.executable, "-m", "dytrack_ros.cli", "convert", str(ckpt), "--out", str(out), "--ce",
                            "--num-heads", "2"], capture_output=True, text=True, timeout=120,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -17,9 +18,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path, help="official checkpoint (.pth / .pth.tar), trainer file or state dict")
     p.add_argument("--out", type=Path, required=True, help="output model file (.safetensors)")
-    p.add_argument("--ce", action="store_true",
-                   help="enable OSTrack candidate elimination (CE_LOC 3,6,9, keep 0.7): use for the CE checkpoint; "
-                        "CE cannot be detected from the weights")
+    p.add_argument("--ce", action=argparse.BooleanOptionalAction, default=None,
+                   help="force OSTrack candidate elimination (CE_LOC 3,6,9, keep 0.7) on (--ce) or off (--no-ce). "
+                        "Default: read from the experiment name official trainer files record "
+                        "(settings.config_name, e.g. vitb_256_mae_ce_32x4_ep300 = CE); files that record none "
+                        "(bare state dicts) are converted without CE, with a warning")
     p.add_argument("--variant", default=None,
                    help="registry model name to check the weights against (e.g. ostrack256_ce, ct4); sets CE")
     p.add_argument("--num-heads", type=int, default=None,
@@ -32,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..model_io.model_file import ModelFileError, save_model_file
-    from ..model_io.official import load_official_checkpoint
+    from ..model_io.official import CeUndetectedWarning, load_official_checkpoint
     from ..model_io.safe_pickle import CheckpointError, UnsafeCheckpointError
 
     out: Path = args.out
@@ -43,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {out} exists (use --force to overwrite)", file=sys.stderr)
         return 2
     try:
-        model, report = load_official_checkpoint(args.checkpoint, args.variant, ce=args.ce,
-                                                 num_heads=args.num_heads, name=args.name)
+        with warnings.catch_warnings():  # CE warnings are printed with the report below, not twice
+            warnings.simplefilter("ignore", CeUndetectedWarning)
+            model, report = load_official_checkpoint(args.checkpoint, args.variant, ce=args.ce,
+                                                     num_heads=args.num_heads, name=args.name)
     except UnsafeCheckpointError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 3
@@ -52,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.summary())
+    for text in report.warnings:
+        print(f"warning: {text}", file=sys.stderr)
     if report.unexpected_objects:
         print(f"note: pickled classes outside the known trainer set were kept inert: {report.unexpected_objects}")
     info = {
@@ -61,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         "ignored_keys": report.ignored_keys,
         "dropped_training_keys": len(report.dropped_keys),
         "epoch": report.epoch,
+        "ce": report.ce_source,
     }
     try:
         save_model_file(model, out, info=info)

@@ -3,10 +3,14 @@
 Accepted containers (read with :func:`~dytrack_ros.model_io.safe_pickle.safe_load`,
 never with plain ``torch.load``): a trainer checkpoint (weights under
 ``net``), a file with weights under ``model``, or a flat ``name -> tensor``
-state dict. Layouts (methods.md §2.2/2.3):
+state dict. Layouts:
 
 - OSTrack-256: ``backbone.blocks.{i}``; CE and non-CE files have identical
-  keys, so candidate elimination is chosen by the caller (``ce=True``).
+  keys. Official trainer files record their experiment in the pickled
+  ``settings.config_name`` (``vitb_256_mae_ce_32x4_ep300`` = CE,
+  ``vitb_256_mae_32x4_ep300`` = no CE); that string is read as data and sets
+  CE unless the caller says ``ce=True/False``. Files without it (bare state
+  dicts) are loaded without CE and a :class:`CeUndetectedWarning` is issued.
 - CompressTracker test model: ``backbone.distill_blocks.{i}`` (no ``blocks``).
 - CompressTracker training file: the above plus the frozen teacher copies
   ``backbone.blocks.*`` and ``ori_*``; these are dropped and reported.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +49,78 @@ KNOWN_TRAINER_CLASSES = frozenset({
 })
 
 _BLOCK = re.compile(r"^backbone\.(blocks|distill_blocks)\.(\d+)\.")
+# OSTrack experiment names mark candidate elimination with a '_ce_' part (vitb_256_mae_ce_32x4_ep300).
+_CE_NAME = re.compile(r"(^|_)ce(_|$)")
 
 
 class OfficialCheckpointError(CheckpointError):
     """A checkpoint is readable but is not a usable OSTrack / CompressTracker tracker checkpoint."""
+
+
+class CeUndetectedWarning(UserWarning):
+    """CE could not be read from the checkpoint, or an explicit choice contradicts what it records."""
+
+
+@dataclass(frozen=True)
+class CeRecord:
+    """What a checkpoint records about candidate elimination (read as data, never executed).
+
+    ``ce`` is None when nothing records it; ``why`` then says what was missing.
+    """
+
+    ce: bool | None
+    field: str | None = None  # e.g. "settings.config_name"
+    value: str | None = None
+    why: str = ""
+
+    def describe(self) -> str:
+        return f"{self.field} = {self.value!r}" if self.field else self.why
+
+
+def read_ce_record(obj: Any) -> CeRecord:
+    """CE from the experiment name an official trainer pickles in ``settings`` (``config_name``)."""
+    if not isinstance(obj, Mapping) or "settings" not in obj:
+        return CeRecord(None, why="no trainer 'settings' entry (bare state dict)")
+    settings = obj["settings"]
+    if isinstance(settings, InertObject):
+        attrs = settings.attributes
+    elif isinstance(settings, Mapping):
+        attrs = settings
+    else:
+        return CeRecord(None, why=f"'settings' is a {type(settings).__name__}, not a settings object")
+    name = attrs.get("config_name")
+    if not isinstance(name, str) or not name:
+        return CeRecord(None, why="the trainer settings record no config_name")
+    return CeRecord(bool(_CE_NAME.search(name.lower())), "settings.config_name", name[:200])
+
+
+def _onoff(on: bool) -> str:
+    return "on" if on else "off"
+
+
+def _decide_ce(ce: bool | None, recorded: CeRecord | None, depth: int, source: str) -> tuple[bool, str, list[str]]:
+    """(CE on?, report line, warnings) from the explicit choice and the checkpoint's record."""
+    rec = recorded or CeRecord(None, why="no record given")
+    if ce is not None:
+        line = f"{_onoff(ce)} (explicit; checkpoint: {rec.describe()})"
+        if rec.ce is not None and rec.ce != ce:
+            return ce, line, [
+                f"{source}: CE explicitly {_onoff(ce)}, but {rec.describe()} records CE {_onoff(rec.ce)}; following "
+                f"the explicit choice (omit {'--ce / ce=True' if ce else '--no-ce / ce=False'} to use the record)."]
+        return ce, line, []
+    if rec.ce is None:
+        if depth != 12:  # CE exists only for 12-block OSTrack backbones: nothing to detect
+            return False, f"off (not applicable to {depth} blocks; {rec.why})", []
+        return False, f"off (not detected: {rec.why})", [
+            f"{source}: candidate elimination cannot be detected ({rec.why}); loading WITHOUT CE. CE and non-CE "
+            "OSTrack weights are identical in layout: give --ce (ce=True) for a CE checkpoint such as "
+            "vitb_256_mae_ce_32x4_ep300, or --no-ce (ce=False) to silence this warning."]
+    if rec.ce and depth != 12:
+        raise OfficialCheckpointError(
+            f"{source}: {rec.describe()} says candidate elimination, but CE is defined for 12-block OSTrack "
+            f"backbones (CE_LOC {list(OFFICIAL_CE_LOC)}) and this one has {depth} blocks; pass --no-ce (ce=False) "
+            "to load it without CE")
+    return rec.ce, f"{_onoff(rec.ce)} (detected from {rec.describe()})", []
 
 
 @dataclass
@@ -65,6 +138,8 @@ class LoadReport:
     stripped_prefix: str | None = None
     inert_objects: list[str] = field(default_factory=list)  # pickled classes kept as placeholders
     epoch: int | None = None
+    ce_source: str = ""  # how CE was decided: detected from which field, explicit, or not detectable
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def unexpected_objects(self) -> list[str]:
@@ -81,12 +156,15 @@ class LoadReport:
             f"used:       {self.used_keys} tensors, {self.used_elements:,} elements (all model tensors, none missing)",
             f"ignored:    {', '.join(self.ignored_keys) or 'none'} (unused by OSTrack)",
         ]
+        if self.ce_source:
+            lines.insert(3, f"CE:         {self.ce_source}")
         if self.dropped_keys:
             lines.append(f"dropped:    {len(self.dropped_keys)} training-only teacher tensors (ori_*, backbone.blocks.*)")
         if self.stripped_prefix:
             lines.append(f"stripped:   '{self.stripped_prefix}' prefix")
         if self.inert_objects:
             lines.append(f"inert:      {', '.join(sorted(self.inert_objects))} (kept as data, never imported)")
+        lines.extend(f"WARNING:    {w}" for w in self.warnings)
         return "\n".join(lines)
 
 
@@ -198,13 +276,26 @@ def _default_name(cfg: ModelConfig, layout: str) -> str:
     return base + ("_ce" if cfg.ce_loc else "") + ("" if cfg.embed_dim == 768 else f"_d{cfg.embed_dim}")
 
 
-def build_from_state_dict(sd: dict[str, torch.Tensor], source: str = "checkpoint", *, ce: bool = False,
-                          variant: str | None = None, num_heads: int | None = None,
-                          name: str | None = None) -> tuple[TrackerNet, LoadReport]:
-    """TrackerNet from an official-layout state dict (see module docstring)."""
+def build_from_state_dict(sd: dict[str, torch.Tensor], source: str = "checkpoint", *, ce: bool | None = False,
+                          variant: str | None = None, num_heads: int | None = None, name: str | None = None,
+                          recorded: CeRecord | None = None) -> tuple[TrackerNet, LoadReport]:
+    """TrackerNet from an official-layout state dict (see module docstring).
+
+    ``ce=None`` takes CE from ``recorded`` (warning when nothing is recorded);
+    ``True``/``False`` override it, with a warning when they contradict it.
+    """
     sd, prefix = _strip_module_prefix(sd)
     sd, layout, ignored, dropped = normalise_keys(sd, source)
     cfg = infer_config(sd, source, num_heads)
+    ce_warnings: list[str] = []
+    if variant is not None and variant in MODEL_CONFIGS:
+        variant_ce = bool(MODEL_CONFIGS[variant].ce_loc)
+        ce_source = f"{_onoff(variant_ce)} (variant '{variant}')"
+        if recorded is not None and recorded.ce is not None and recorded.ce != variant_ce:
+            ce_warnings.append(f"{source}: variant '{variant}' sets CE {_onoff(variant_ce)}, but "
+                               f"{recorded.describe()} records CE {_onoff(recorded.ce)}; following the variant")
+    else:
+        ce, ce_source, ce_warnings = _decide_ce(ce, recorded, cfg.depth, source)
     if variant is not None:
         if variant not in MODEL_CONFIGS:
             raise OfficialCheckpointError(f"unknown variant '{variant}'; known: {sorted(MODEL_CONFIGS)}")
@@ -242,26 +333,34 @@ def build_from_state_dict(sd: dict[str, torch.Tensor], source: str = "checkpoint
     model.load_state_dict(sd, strict=True)
     report = LoadReport(source=source, container="", layout=layout, config=cfg, used_keys=len(sd),
                         used_elements=sum(v.numel() for v in sd.values()), ignored_keys=ignored,
-                        dropped_keys=dropped, stripped_prefix=prefix)
+                        dropped_keys=dropped, stripped_prefix=prefix, ce_source=ce_source,
+                        warnings=list(ce_warnings))
+    for text in ce_warnings:
+        warnings.warn(text, CeUndetectedWarning, stacklevel=3)
     return model.eval(), report
 
 
-def load_official_checkpoint(path: str | Path, variant: str | None = None, *, ce: bool = False,
+def load_official_checkpoint(path: str | Path, variant: str | None = None, *, ce: bool | None = None,
                              num_heads: int | None = None, name: str | None = None) -> tuple[TrackerNet, LoadReport]:
     """Safely load an official OSTrack / CompressTracker checkpoint as (TrackerNet in eval mode, report).
 
     ``variant``: a registry name (e.g. ``"ostrack256_ce"``) whose CE setting and
     head count are used after checking it against the weights; otherwise the
-    architecture is inferred and ``ce`` selects the official CE setting.
+    architecture is inferred. ``ce=None`` (default) reads CE from the trainer's
+    recorded experiment name and warns (:class:`CeUndetectedWarning`) when the
+    file records none; ``ce=True/False`` decides explicitly (warning when it
+    contradicts the record). ``report.ce_source`` says which applied.
     """
     path = Path(path)
     obj, placeholders = safe_load(path)
     sd, container, epoch = extract_state_dict(obj, path.name)
-    model, report = build_from_state_dict(sd, path.name, ce=ce, variant=variant, num_heads=num_heads, name=name)
+    recorded = read_ce_record(obj)
+    model, report = build_from_state_dict(sd, path.name, ce=ce, variant=variant, num_heads=num_heads, name=name,
+                                          recorded=recorded)
     report.container, report.epoch, report.inert_objects = container, epoch, sorted(placeholders)
     return model, report
 
 
-__all__ = ["KNOWN_TRAINER_CLASSES", "LoadReport", "OFFICIAL_CE_KEEP_RATIO", "OFFICIAL_CE_LOC", "OfficialCheckpointError",
+__all__ = ["CeRecord", "CeUndetectedWarning", "KNOWN_TRAINER_CLASSES", "LoadReport", "OFFICIAL_CE_KEEP_RATIO", "OFFICIAL_CE_LOC", "OfficialCheckpointError",
            "UNUSED_KEYS", "build_from_state_dict", "extract_state_dict", "infer_config", "load_official_checkpoint",
-           "normalise_keys"]
+           "normalise_keys", "read_ce_record"]
