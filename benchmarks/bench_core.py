@@ -1,7 +1,7 @@
 """Latency of the core models on this machine, torch vs ONNX Runtime, in one table.
 
 For each architecture (random weights: latency does not depend on them) and
-backend, runs the ``dytrack bench`` measurement (``dytrack_ros.cli.bench_cmd``):
+backend, runs the ``dytrack bench`` measurement (``dytrack_ros.bench``):
 preprocess of a 640x480 frame, inference to every exit, postprocess and the
 full ``track()`` step. Then checks the two deployment targets:
 
@@ -20,7 +20,8 @@ import tempfile
 from pathlib import Path
 
 from dytrack_ros.backends.onnx_export import OnnxExportError
-from dytrack_ros.cli.bench_cmd import BenchResult, bench_backend, create_backend, format_result
+from dytrack_ros.bench import BenchResult, bench_backend, create_backend, format_result
+from dytrack_ros.runtime_options import RuntimeOptions
 
 ARCHS = ("ostrack256", "ostrack256_ce", "ct4", "dytrack256", "dytrack_small")
 BACKENDS = ("torch", "onnxruntime")
@@ -125,7 +126,7 @@ def main() -> int:
         for arch in args.archs:
             for backend in args.backends:
                 try:
-                    b = create_backend(None, arch, backend, args.threads, Path(tmp))
+                    b = create_backend(None, arch, RuntimeOptions(backend=backend, threads=args.threads), Path(tmp))
                 except OnnxExportError as exc:
                     results[(arch, backend)] = f"refused: {exc}"[:200]
                     continue

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from dytrack_ros.config import ConfigError, ModelConfig
+from dytrack_ros.exit_policy import ExitPolicy
 from dytrack_ros.model import create_model
 
 
@@ -24,7 +25,8 @@ def _run_counting(net, thresholds):
     z = torch.randn(1, 3, cfg.template_size, cfg.template_size)
     x = torch.randn(1, 3, cfg.search_size, cfg.search_size)
     with torch.no_grad():
-        out = net(z, x, thresholds)
+        policy = None if thresholds is None else ExitPolicy.for_model(net.cfg.exit_layers, thresholds)
+        out = net(z, x, policy)
     for h in hooks:
         h.remove()
     return out, calls, head_calls
@@ -53,10 +55,16 @@ def test_exit_outputs_equal_the_all_exits_forward(net):
             torch.nn.init.normal_(r.weight, std=0.05)
         all_exits = net.forward_all_exits(z, x)
         for k, th in enumerate([(0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (1.0, 1.0, 0.0)]):
-            out = net(z, x, th)
+            out = net(z, x, ExitPolicy.for_model(cfg.exit_layers, th))
             assert out.index == k
             torch.testing.assert_close(out.score_map, all_exits[k].score_map)
             torch.testing.assert_close(out.iou_logit, all_exits[k].iou_logit)
+
+
+def test_network_without_a_policy_runs_full_depth_and_holds_no_thresholds(net):
+    out, calls, _ = _run_counting(net, None)
+    assert out.layer == 4 and calls == [0, 1, 2, 3]
+    assert not hasattr(net, "exit_thresholds")  # the ExitPolicy owns thresholds, never the network
 
 
 def test_exit_config_validation():
@@ -66,8 +74,12 @@ def test_exit_config_validation():
         ModelConfig(depth=4, exit_layers=(2, 1, 4))
     with pytest.raises(ConfigError, match="cannot be combined"):
         ModelConfig(depth=12, exit_layers=(2, 6, 12), ce_loc=(3,))
-    with pytest.raises(ConfigError, match="one value per exit"):
-        ModelConfig(depth=4, exit_layers=(2, 4), exit_thresholds=(0.5,))
+    with pytest.raises(ConfigError, match="one per exit"):
+        ModelConfig(depth=6, exit_layers=(2, 4, 6), exit_thresholds=(0.5, 0.4))
+    with pytest.raises(ConfigError, match="no early exits"):
+        ModelConfig(depth=4, exit_thresholds=(0.5,))
+    # the one convention: a single value applies to every early exit
+    assert ModelConfig(depth=4, exit_layers=(2, 4), exit_thresholds=(0.5,)).exit_thresholds == (0.5, 0.0)
     with pytest.raises(ConfigError, match="divisible"):
         ModelConfig(embed_dim=100, num_heads=3)
 

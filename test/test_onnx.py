@@ -16,6 +16,7 @@ from dytrack_ros.backends.torch_backend import TorchBackend
 from dytrack_ros.cli import main as cli_main
 from dytrack_ros.config import ModelConfig
 from dytrack_ros.model_io.model_file import save_model_file
+from dytrack_ros.runtime_options import RuntimeOptions
 from dytrack_ros.model import create_model, get_config
 from dytrack_ros.tracker import Tracker
 
@@ -64,7 +65,7 @@ def test_exit_model_is_one_checked_graph_per_stage_with_metadata(exported):
     meta = _meta(paths[0])
     assert meta["format"] == FORMAT
     assert ModelConfig.from_dict(json.loads(meta["model_config"])) == net.cfg
-    assert json.loads(meta["exit_thresholds"]) == pytest.approx(list(net.exit_thresholds))
+    assert json.loads(meta["exit_thresholds"]) == pytest.approx(list(net.cfg.default_thresholds))
     assert json.loads(meta["stage_files"]) == [p.name for p in paths[1:]]
     stage_meta = [_meta(p) for p in paths[1:]]
     assert [m["stage_index"] for m in stage_meta] == ["1", "2"]
@@ -135,7 +136,7 @@ def test_early_exit_chaining_picks_the_same_exit_as_torch(exported):
 def test_backend_defaults_to_the_thresholds_stored_in_the_file(exported):
     net, paths, _ = exported["dytrack_tiny"]
     backend = OnnxBackend(paths[0])
-    assert backend.exit_thresholds == pytest.approx(tuple(net.exit_thresholds))
+    assert backend.exit_thresholds == pytest.approx(tuple(net.cfg.default_thresholds))
     assert backend.exit_layers == (1, 2, 4)
     assert backend.info()["backend"] == "onnxruntime"
 
@@ -220,7 +221,7 @@ def test_unsupported_precision_and_devices_are_refused(exported):
         with pytest.raises(BackendError, match="precision"):
             load_backend(paths[0], precision=precision)
     with pytest.raises(BackendError, match="device must be"):
-        OnnxBackend(paths[0], device="gpu")
+        OnnxBackend(paths[0], RuntimeOptions(device="gpu"))
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():

@@ -124,7 +124,26 @@ def test_exit_thresholds_runtime_settable_and_validated(tracker, square_sequence
         tracker.set_exit_thresholds([0.5, 0.5])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         tracker.set_exit_thresholds([0.5, 1.5, 0.1])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        tracker.set_exit_thresholds([float("nan")])
     assert tracker.exit_thresholds == (1.0, 1.0, 1.0)  # unchanged after the refusals
+    tracker.set_exit_thresholds(0.6)  # one value: every early exit, the last always answers
+    assert tracker.exit_thresholds == (0.6, 0.6, 0.0)
+
+
+def test_trace_mode_reports_every_exit_and_follows_the_same_trajectory(tiny_dytrack_file, square_sequence):
+    """track(trace=True) evaluates all exits but moves exactly like a normal run (calibration relies on it)."""
+    frames, gts = square_sequence
+    normal, traced = Tracker.from_model(tiny_dytrack_file), Tracker.from_model(tiny_dytrack_file)
+    for t in (normal, traced):
+        t.set_exit_thresholds([0.5, 0.5, 0.0])  # random decisioners sit near 0.5: the answering exit varies
+        t.initialize(frames[0], gts[0])
+    for f in frames[1:8]:
+        a, b = normal.track(f), traced.track(f, trace=True)
+        assert a.box == pytest.approx(b.box, abs=1e-4) and a.exit_layer == b.exit_layer
+        assert [c.exit_layer for c in b.candidates] == [1, 2, 4] and a.candidates == ()
+        assert b.candidates[b.exit_index].pred_iou == pytest.approx(b.pred_iou)
+        assert b.exit_index == traced.exit_policy.first_exit([c.pred_iou for c in b.candidates])
 
 
 def test_plain_model_reports_last_layer_and_no_pred_iou(tiny_plain_file, square_sequence):

@@ -14,8 +14,8 @@ import torch
 from dytrack_ros.data import load_dataset
 from dytrack_ros.model_io.model_file import load_model_file, read_metadata
 from dytrack_ros.model import create_model
-from dytrack_ros.train.calibrate import (CalibrationError, apply_calibration, calibrate, simulate_exits,
-                                         stage_latency_ms, trace_sequence)
+from dytrack_ros.exit_policy import ExitPolicy
+from dytrack_ros.train.calibrate import CalibrationError, apply_calibration, calibrate, stage_latency_ms, trace_sequence
 from train_toy import write_toy_got10k
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,11 +33,15 @@ def model():
     return create_model("dytrack_tiny").eval()
 
 
-def test_simulate_exits_first_passing_exit_and_last_always():
+def test_exit_rule_on_recorded_frames_first_passing_exit_and_last_always():
     q = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.1, 0.1, 0.1]])
-    assert simulate_exits(q, [0.5, 0.5, 0.0]).tolist() == [0, 1, 2]
-    assert simulate_exits(q, [1.0, 1.0, 0.0]).tolist() == [2, 2, 2]
-    assert simulate_exits(q, [0.0, 0.0, 0.0]).tolist() == [0, 0, 0]
+    layers = (1, 2, 4)
+    assert ExitPolicy.for_model(layers, [0.5, 0.5, 0.0]).first_exits(q).tolist() == [0, 1, 2]
+    assert ExitPolicy.for_model(layers, [1.0, 1.0, 0.0]).first_exits(q).tolist() == [2, 2, 2]
+    assert ExitPolicy.for_model(layers, [0.0, 0.0, 0.0]).first_exits(q).tolist() == [0, 0, 0]
+    # the vectorised rule is the per-frame rule the backends apply
+    policy = ExitPolicy.for_model(layers, [0.5, 0.5, 0.0])
+    assert [policy.first_exit(row) for row in q] == policy.first_exits(q).tolist()
 
 
 def test_trace_follows_the_thresholds(model, toy):
@@ -48,6 +52,23 @@ def test_trace_follows_the_thresholds(model, toy):
     assert full.pred_iou.shape == (7, 3) and full.boxes.shape == (8, 4)
     assert np.isfinite(full.true_iou).all() and ((full.true_iou >= 0) & (full.true_iou <= 1)).all()
     assert len(stage_latency_ms(model, repeats=2)) == 3
+
+
+def test_trace_is_the_product_tracker_trajectory(model, toy):
+    """Calibration drives the real Tracker: its boxes equal a normal Tracker run at the same thresholds."""
+    from dytrack_ros.image_io import read_image
+    from dytrack_ros.tracker import Tracker
+    from dytrack_ros.train.calibrate import as_tracker
+
+    _, seqs = toy
+    seq = seqs[1]
+    trace = trace_sequence(model, seq, [0.5, 0.5, 0.0])
+    tracker = as_tracker(model)
+    assert isinstance(tracker, Tracker)
+    tracker.set_exit_thresholds([0.5, 0.5, 0.0])
+    tracker.initialize(read_image(seq.frames[0], "rgb"), seq.init_box)
+    boxes = [tracker.track(read_image(f, "rgb")).box for f in seq.frames[1:]]
+    np.testing.assert_allclose(trace.boxes[1:], np.asarray(boxes), atol=1e-4)
 
 
 def test_calibrate_meets_depth_target_and_is_stored(model, toy, tmp_path):
@@ -62,7 +83,7 @@ def test_calibrate_meets_depth_target_and_is_stored(model, toy, tmp_path):
     assert list(cfg.exit_thresholds) == pytest.approx(res.thresholds)
     assert info["training"] == {"x": 1} and info["calibration"]["target_depth"] == 2.0
     loaded, _ = load_model_file(path)
-    assert loaded.exit_thresholds == pytest.approx(res.thresholds)
+    assert loaded.cfg.exit_thresholds == pytest.approx(res.thresholds)
     lat = calibrate(model, seqs, target_latency_ms=1e6, verify=False, progress=False)
     assert lat.thresholds[0] == 1.0  # an unlimited budget keeps full depth
 

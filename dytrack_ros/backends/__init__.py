@@ -16,8 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from ..config import ConfigError
 from ..model.tracker_net import TrackerNet
-from .base import PRECISIONS, Backend, BackendError, BackendOutput
+from ..runtime_options import AUTO_BACKEND, PRECISIONS, RuntimeOptions
+from .base import Backend, BackendError, BackendOutput
 
 BackendFactory = Callable[..., Backend]
 _FACTORIES: dict[str, BackendFactory] = {}
@@ -25,7 +27,7 @@ _SUFFIXES: dict[str, str] = {}
 
 
 def register_backend(name: str, suffixes: tuple[str, ...] = ()) -> Callable[[BackendFactory], BackendFactory]:
-    """Register ``factory(model_path_or_net, device, precision) -> Backend`` under ``name``."""
+    """Register ``factory(model_path_or_net, options: RuntimeOptions, ce) -> Backend`` under ``name``."""
 
     def deco(factory: BackendFactory) -> BackendFactory:
         _FACTORIES[name] = factory
@@ -57,12 +59,13 @@ def model_name_from_path(path: str | Path) -> str:
     return Path(path).stem
 
 
-def load_torch_model(path: str | Path, device: str = "cpu", ce: bool = False) -> tuple[TrackerNet, str]:
+def load_torch_model(path: str | Path, device: str = "cpu", ce: bool | None = None) -> tuple[TrackerNet, str]:
     """TrackerNet from our model file or an official checkpoint; returns (net, model name).
 
     Candidate elimination cannot be read from official weights (CE and non-CE
-    OSTrack have identical keys): pass ``ce=True`` for a CE checkpoint, or
-    convert it once with ``dytrack convert --ce`` so the file records it.
+    OSTrack have identical keys): ``ce=None`` detects it from what the
+    checkpoint records, ``True``/``False`` force it; converted ``.safetensors``
+    files record it in their config.
     """
     p = Path(path)
     if not p.exists():
@@ -79,49 +82,57 @@ def load_torch_model(path: str | Path, device: str = "cpu", ce: bool = False) ->
 
 
 @register_backend("torch", suffixes=(".safetensors", ".pth", ".pth.tar", ".tar", ".pt"))
-def _torch_factory(model: str | Path | TrackerNet, device: str = "cpu", precision: str = "fp32",
-                   ce: bool = False, threads: int | None = None) -> Backend:
-    import torch
-
+def _torch_factory(model: str | Path | TrackerNet, options: RuntimeOptions, ce: bool | None = None) -> Backend:
     from .torch_backend import TorchBackend
 
-    if threads:
-        torch.set_num_threads(int(threads))  # intra-op threads are process-wide in torch
-
     if isinstance(model, TrackerNet):
-        return TorchBackend(model, device, precision)
-    net, name = load_torch_model(model, device, ce=ce)
-    return TorchBackend(net, device, precision, model_name=name)
+        return TorchBackend(model, options)
+    net, name = load_torch_model(model, options.device, ce=ce)
+    return TorchBackend(net, options, model_name=name)
 
 
 @register_backend("onnxruntime", suffixes=(".onnx",))
-def _onnx_factory(model: str | Path | TrackerNet, device: str = "cpu", precision: str = "fp32",
-                  threads: int | None = None, **_: object) -> Backend:
+def _onnx_factory(model: str | Path | TrackerNet, options: RuntimeOptions, ce: bool | None = None) -> Backend:
     try:
         from .onnx_backend import OnnxBackend
     except ImportError as exc:  # onnxruntime not installed
         raise BackendError(f"onnxruntime backend unavailable: {exc}") from exc
     if isinstance(model, TrackerNet):
         raise BackendError("the onnxruntime backend needs an exported .onnx file (see 'dytrack export')")
-    return OnnxBackend(model, device, precision, intra_op_threads=threads or None)
+    return OnnxBackend(model, options)
 
 
-def load_backend(model: str | Path | TrackerNet, backend: str = "auto", device: str = "cpu",
-                 precision: str = "fp32", ce: bool = False, threads: int | None = None) -> Backend:
-    """Create the backend for ``model``; ``backend='auto'`` picks it from the file suffix.
+def _apply_threads(options: RuntimeOptions) -> None:
+    """CPU threads, the one place they are set: torch's intra-op pool (process-wide, also used by pre- and
+    post-processing tensors); backends with their own pools (onnxruntime sessions) read ``options.threads``."""
+    if options.threads:
+        import torch
 
-    ``ce`` only matters for official OSTrack checkpoints loaded directly (see load_torch_model).
-    ``threads``: CPU threads for inference (None/0: the library default, one per core). On a small CPU
-    shared with other processes (camera driver, recorder) fewer threads avoid OpenMP barrier stalls.
+        torch.set_num_threads(int(options.threads))
+
+
+def load_backend(model: str | Path | TrackerNet, options: RuntimeOptions | None = None, *, ce: bool | None = None,
+                 backend: str | None = None, device: str | None = None, precision: str | None = None,
+                 threads: int | None = None) -> Backend:
+    """Create the backend for ``model`` as ``options`` say; backend ``auto`` picks it from the file suffix.
+
+    The keyword arguments ``backend``/``device``/``precision``/``threads`` override single fields of
+    ``options`` (a convenience for scripts). ``ce`` only matters for official OSTrack checkpoints
+    loaded directly (see :func:`load_torch_model`).
     """
-    if precision not in PRECISIONS:
-        raise BackendError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if backend == "auto":
-        backend = "torch" if isinstance(model, TrackerNet) else backend_for_path(model)
-    if backend not in _FACTORIES:
-        raise BackendError(f"unknown backend '{backend}'; available: {available_backends()}")
-    return _FACTORIES[backend](model, device=device, precision=precision, ce=ce, threads=threads)
+    try:
+        options = (options or RuntimeOptions()).replace(backend=backend, device=device, precision=precision,
+                                                         threads=threads)
+    except ConfigError as exc:
+        raise BackendError(str(exc)) from exc
+    name = options.backend
+    if name == AUTO_BACKEND:
+        name = "torch" if isinstance(model, TrackerNet) else backend_for_path(model)
+    if name not in _FACTORIES:
+        raise BackendError(f"unknown backend '{name}'; available: {available_backends()}")
+    _apply_threads(options)
+    return _FACTORIES[name](model, options, ce=ce)
 
 
-__all__ = ["Backend", "BackendError", "BackendOutput", "PRECISIONS", "available_backends", "backend_for_path",
-           "load_backend", "load_torch_model", "model_name_from_path", "register_backend"]
+__all__ = ["Backend", "BackendError", "BackendOutput", "PRECISIONS", "RuntimeOptions", "available_backends",
+           "backend_for_path", "load_backend", "load_torch_model", "model_name_from_path", "register_backend"]

@@ -1,8 +1,8 @@
 """ONNX Runtime backend: chains the per-stage graphs written by ``export_onnx``.
 
-The early-exit decision is taken in Python between ``run`` calls with the same
-rule as ``TrackerNet.forward``: stop at the first exit whose predicted IoU is
->= its threshold; the last stage always answers. Deeper stages are never run.
+Each exit stage is one graph; the base class's stage loop takes the
+early-exit decision between ``run`` calls with the backend's exit policy, so
+deeper stages are never run.
 
 Buffers are allocated once: every stage is bound (IO binding) to fixed
 output buffers, and stage k's ``tokens_out`` buffer *is* stage k+1's
@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..config import ConfigError, ModelConfig
+from ..runtime_options import RuntimeOptions
 from .base import Backend, BackendError, BackendOutput
 from .onnx_format import FORMAT, stage_io_names
 
@@ -60,8 +61,9 @@ class OnnxBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, device: str = "cpu", precision: str = "fp32",
-                 intra_op_threads: int | None = None, model_name: str | None = None) -> None:
+    def __init__(self, path: str | Path, options: RuntimeOptions | None = None, model_name: str | None = None) -> None:
+        options = options or RuntimeOptions()
+        device, precision = options.device, options.precision
         path = Path(path)
         if not path.is_file():
             raise BackendError(f"ONNX model file not found: {path}")
@@ -76,8 +78,8 @@ class OnnxBackend(Backend):
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
-        if intra_op_threads:
-            opts.intra_op_num_threads = int(intra_op_threads)
+        if options.threads:
+            opts.intra_op_num_threads = int(options.threads)
 
         first = self._open(path, opts, providers)
         meta = first.get_modelmeta().custom_metadata_map
@@ -90,7 +92,7 @@ class OnnxBackend(Backend):
             file_precision = meta.get("precision", "fp32")
         except (KeyError, json.JSONDecodeError, ConfigError, TypeError) as exc:
             raise BackendError(f"{path.name}: invalid dytrack_ros ONNX metadata: {exc}") from exc
-        super().__init__(cfg, str(device), precision, model_name or meta.get("model_name") or path.stem)
+        super().__init__(cfg, options, model_name or meta.get("model_name") or path.stem)
         if file_precision != "fp32":
             raise BackendError(f"{path.name}: unsupported exported precision {file_precision!r}")
         self.path = path
@@ -114,6 +116,7 @@ class OnnxBackend(Backend):
         self._check_io()
         self._bind_buffers()
         self._has_template = False
+        self._next_stage = 0  # stage to run next for the current frame
 
     # construction helpers ------------------------------------------------------
     def _open(self, path: Path, opts: ort.SessionOptions, providers: list) -> ort.InferenceSession:
@@ -196,57 +199,36 @@ class OnnxBackend(Backend):
         self._template_ov.update_inplace(self._check_input(template, self.template_shape, "template"))
         self._has_template = True
 
-    def _run(self, k: int) -> None:
+    def start_frame(self, search: np.ndarray) -> None:
+        if not self._has_template:
+            raise BackendError("set_template() must be called before inference")
+        self._search_ov.update_inplace(self._check_input(search, self.search_shape, "search"))
+        self._next_stage = 0
+
+    def run_stage(self, k: int) -> float | None:
+        if k != self._next_stage:
+            raise BackendError(f"stages run in order after start_frame(): expected stage {self._next_stage}, got {k}")
         self.sessions[k].run_with_iobinding(self._bindings[k])
-
-    def infer(self, search: np.ndarray) -> BackendOutput:
-        if not self._has_template:
-            raise BackendError("set_template() must be called before infer()")
-        self._search_ov.update_inplace(self._check_input(search, self.search_shape, "search"))
-        last = len(self.sessions) - 1
-        stage_ms = []
-        for k in range(last + 1):
-            t0 = time.perf_counter()
-            self._run(k)
-            stage_ms.append((time.perf_counter() - t0) * 1e3)
-            pred = self._pred_iou(k)
-            if k == last or pred >= self._thresholds[k]:
-                return self._output(k, pred, stage_ms)
-        raise AssertionError("unreachable")
-
-    def infer_to_exit(self, search: np.ndarray, k: int) -> BackendOutput:
-        """Run stages 0..k and answer with exit k whatever its predicted IoU (forced exit, for benchmarks)."""
-        if not 0 <= k < len(self.sessions):
-            raise BackendError(f"exit index must be in [0, {len(self.sessions) - 1}], got {k}")
-        if not self._has_template:
-            raise BackendError("set_template() must be called before infer_to_exit()")
-        self._search_ov.update_inplace(self._check_input(search, self.search_shape, "search"))
-        stage_ms = []
-        for j in range(k + 1):
-            t0 = time.perf_counter()
-            self._run(j)
-            stage_ms.append((time.perf_counter() - t0) * 1e3)
-        return self._output(k, self._pred_iou(k), stage_ms)
-
-    def _pred_iou(self, k: int) -> float | None:
+        self._next_stage = k + 1
         maps = self._maps[k]
         return float(maps["pred_iou"].reshape(-1)[0]) if "pred_iou" in maps else None
 
-    def _output(self, k: int, pred: float | None, stage_ms: list[float]) -> BackendOutput:
+    def stage_output(self, k: int) -> BackendOutput:
+        if not 0 <= k < self._next_stage:
+            raise BackendError(f"stage {k} has not run for this frame")
         maps = self._maps[k]
+        pred = float(maps["pred_iou"].reshape(-1)[0]) if "pred_iou" in maps else None
         layer = self.config.exit_layers[k] if self.config.has_exits else self.config.depth
         return BackendOutput(maps["score_map"].copy(), maps["size_map"].copy(), maps["offset_map"].copy(),
-                             exit_index=k, exit_layer=layer, pred_iou=pred, stage_ms=stage_ms)
+                             exit_index=k, exit_layer=layer, pred_iou=pred)
 
     def run_stages(self, search: np.ndarray, upto: int | None = None) -> list[dict[str, np.ndarray]]:
         """Every output of stages 0..``upto`` (default: all), no early exit; for parity checks and benchmarks."""
-        if not self._has_template:
-            raise BackendError("set_template() must be called before run_stages()")
-        self._search_ov.update_inplace(self._check_input(search, self.search_shape, "search"))
+        self.start_frame(search)
         upto = len(self.sessions) - 1 if upto is None else upto
         results = []
         for k in range(upto + 1):
-            self._run(k)
+            self.run_stage(k)
             d = {name: arr.copy() for name, arr in self._maps[k].items()}
             if k < len(self._tokens):
                 d["tokens_out"] = self._tokens[k].numpy()  # a copy (host) of the bound buffer

@@ -177,7 +177,7 @@ def export_onnx(model: TrackerNet, out_path: str | Path, opset: int = DEFAULT_OP
             raise OnnxExportError(str(exc)) from exc
         paths[0].parent.mkdir(parents=True, exist_ok=True)
         tmp_paths = [p.with_name(p.name + ".tmp") for p in paths]
-        cfg = net.cfg.replace(exit_thresholds=tuple(net.exit_thresholds)) if net.cfg.has_exits else net.cfg
+        cfg = net.cfg
         export_id = uuid.uuid4().hex
         kind = "candidate-elimination (CE) model" if cfg.ce_loc else "model"
         template, search = example_inputs(net, seed=0)

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..runtime_options import RuntimeOptions
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -21,21 +23,20 @@ def add_parser(sub) -> None:
     g.add_argument("--target-latency-ms", type=float, help="mean network latency per frame on this machine")
     p.add_argument("--max-sequences", type=int, default=20)
     p.add_argument("--out", default=None, help="output model file (default: overwrite MODEL)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None)
+    d = RuntimeOptions()
+    p.add_argument("--device", default=d.device, help="device the model runs on while calibrating (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for inference (default: the runtime's); latency targets are measured with them")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from ..config import ConfigError
     from ..data.sequence import DatasetError
     from ..model_io.model_file import ModelFileError
     from ..train.calibrate import CalibrationError, calibrate_from_config
     from ..train.config import CalibrationConfig, DataSource
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     parts = args.data.split(":")
     if len(parts) not in (2, 3):
         print("error: --data must be FORMAT:ROOT or FORMAT:ROOT:SPLIT", file=sys.stderr)
@@ -44,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
     cal = CalibrationConfig(target_depth=args.target_depth or 0.0, target_latency_ms=args.target_latency_ms or 0.0,
                             data=src, max_sequences=args.max_sequences)
     try:
-        path, result = calibrate_from_config(args.model, cal, out=args.out, device=args.device, return_result=True)
-    except (CalibrationError, DatasetError, ModelFileError) as exc:
+        options = RuntimeOptions().replace(device=args.device, threads=args.threads)
+        path, result = calibrate_from_config(args.model, cal, out=args.out, options=options, return_result=True)
+    except (CalibrationError, DatasetError, ModelFileError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{'tau':>5} {'depth':>6} {'ms':>7} {'mIoU':>6}  exit fractions")

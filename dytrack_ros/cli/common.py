@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import argparse
 
-from ..backends import PRECISIONS, available_backends
+from ..backends import available_backends
+from ..config import ConfigError
+from ..exit_policy import THRESHOLD_CONVENTION
 from ..paths import default_model_path
+from ..runtime_options import AUTO_BACKEND, PRECISIONS, RuntimeOptions
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:
@@ -25,30 +28,34 @@ def parse_floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
 
 
-def add_model_options(p: argparse.ArgumentParser, model_help: str = "", thresholds_help: str = "",
-                      threads_help: str = "") -> argparse._ArgumentGroup:
-    """--model/--backend/--device/--precision/--exit-thresholds/--ce/--threads (help texts overridable)."""
+def add_model_options(p: argparse.ArgumentParser, model_help: str = "", threads_help: str = "") -> argparse._ArgumentGroup:
+    """--model/--backend/--device/--precision/--threads/--exit-thresholds/--ce, with the defaults of
+    :class:`RuntimeOptions`; turn the parsed values into options with :func:`runtime_options_from_args`."""
+    d = RuntimeOptions()
     g = p.add_argument_group("model")
     g.add_argument("--model", default=str(default_model_path()),
                    help=(model_help or "model file: .safetensors (ours), .onnx (our export), or an official "
                          ".pth/.pth.tar checkpoint (safe-loaded).") + " Default: the shipped %(default)s")
-    g.add_argument("--backend", default="auto", choices=["auto"] + available_backends(),
+    g.add_argument("--backend", default=d.backend, choices=[AUTO_BACKEND] + available_backends(),
                    help="inference backend; 'auto' picks it from the model file suffix (default: %(default)s)")
-    g.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
-    g.add_argument("--precision", default="fp32", choices=PRECISIONS, help="compute precision (default: %(default)s)")
-    g.add_argument("--exit-thresholds", type=parse_floats, default=None, metavar="T1,T2,...",
-                   help=thresholds_help or "DyTrack exit thresholds on the predicted IoU, one per exit in [0,1] "
-                                           "(lower = earlier exits = faster); default: the ones stored in the model")
-    g.add_argument("--ce", action="store_true",
-                   help="the official OSTrack checkpoint given to --model uses candidate elimination "
-                        "(not detectable from its weights; converted .safetensors files record it)")
+    g.add_argument("--device", default=d.device, help="device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
+    g.add_argument("--precision", default=d.precision, choices=PRECISIONS, help="compute precision (default: %(default)s)")
     g.add_argument("--threads", type=int, default=None,
-                   help=threads_help or "torch/ORT CPU threads (default: library default)")
+                   help=threads_help or f"CPU threads for inference (default: {d.threads} = the runtime's default, "
+                                        "one per core)")
+    g.add_argument("--exit-thresholds", type=parse_floats, default=None, metavar="T[,T,...]",
+                   help=f"DyTrack exit thresholds on the predicted IoU: {THRESHOLD_CONVENTION}; "
+                        "default: the ones stored in the model")
+    g.add_argument("--ce", action=argparse.BooleanOptionalAction, default=None,
+                   help="whether an official OSTrack checkpoint given to --model uses candidate elimination; "
+                        "default: detected from what the checkpoint records (converted .safetensors files "
+                        "record it)")
     return g
 
 
-def apply_threads(n: int | None) -> None:
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
+def runtime_options_from_args(args: argparse.Namespace) -> RuntimeOptions:
+    """The :class:`RuntimeOptions` the model options of a command describe (``--threads`` unset keeps 0)."""
+    if args.threads is not None and args.threads < 0:
+        raise ConfigError(f"--threads must be >= 0, got {args.threads}")
+    return RuntimeOptions().replace(backend=args.backend, device=args.device, precision=args.precision,
+                                    threads=args.threads)

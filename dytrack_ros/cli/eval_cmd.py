@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_model_options, parse_floats
+from .common import add_model_options, parse_floats, runtime_options_from_args
 from .score_cmd import add_dataset_options, parse_sequences
 
 
@@ -23,8 +23,6 @@ def add_parser(sub) -> None:
         p,
         model_help="model file (.safetensors, .onnx, official checkpoint) or an OpenCV baseline: "
                    + ", ".join(f"opencv:{n}" for n in OPENCV_TRACKERS) + ".",
-        thresholds_help="DyTrack exit thresholds on the predicted IoU: one per exit, or one value for every "
-                        "early exit (default: the model's own)",
         threads_help="CPU threads per worker process (default: CPU cores / --workers)")
     r = p.add_argument_group("run")
     r.add_argument("--results", required=True, metavar="DIR", help="result folder (created; resumed if it exists)")
@@ -51,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     dataset_name = f"{args.format} {Path(args.root).name}" + (f" ({args.split})" if args.split else "")
     try:
         seqs = load_dataset(args.format, args.root, args.split, parse_sequences(args.sequences))
-        spec = TrackerSpec(args.model, args.backend, args.device, args.precision,
+        opts = runtime_options_from_args(args)
+        spec = TrackerSpec(args.model, opts.backend, opts.device, opts.precision,
                            tuple(args.exit_thresholds) if args.exit_thresholds else None, args.threads, args.ce)
         dataset = {"format": args.format, "root": str(args.root), "split": args.split, "sequences": len(seqs)}
         if args.sweep_thresholds:

@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import TrackerConfig, load_yaml
-from .common import add_model_options, apply_threads, parse_box
+from .common import add_model_options, parse_box, runtime_options_from_args
 
 
 def add_parser(sub) -> None:
@@ -39,11 +39,10 @@ def run(args: argparse.Namespace) -> int:
     from ..video import FrameSource, VideoSourceError, VideoWriter
     from ..viz import draw_result, format_histogram
 
-    apply_threads(args.threads)
     try:
         cfg = TrackerConfig.from_dict(load_yaml(args.tracker_config)) if args.tracker_config else TrackerConfig()
         source = FrameSource(args.video)
-        tracker = Tracker.from_model(args.model, args.backend, args.device, args.precision, cfg, ce=args.ce)
+        tracker = Tracker.from_model(args.model, runtime_options_from_args(args), cfg, ce=args.ce)
         if args.exit_thresholds is not None:
             tracker.set_exit_thresholds(args.exit_thresholds)
     except (BackendError, ModelFileError, VideoSourceError, ValueError) as exc:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
@@ -35,8 +34,10 @@ from typing import Iterator, Protocol, Sequence as Seq
 import cv2
 import numpy as np
 
-from dytrack_ros.image_io import ImageReadError, read_image
 from dytrack_ros.data.sequence import Sequence
+from dytrack_ros.exit_policy import ExitPolicyError
+from dytrack_ros.image_io import ImageReadError, read_image
+from dytrack_ros.runtime_options import RuntimeOptions
 
 OPENCV_TRACKERS = ("csrt", "kcf", "mil")
 OPENCV_PREFIX = "opencv:"
@@ -58,7 +59,11 @@ class TrackerSpec:
     precision: str = "fp32"
     exit_thresholds: tuple[float, ...] | None = None
     threads: int | None = None  # per worker process; default: CPU cores / workers
-    ce: bool = False  # official OSTrack checkpoint with candidate elimination (see backends.load_torch_model)
+    ce: bool | None = None  # official OSTrack checkpoint with candidate elimination; None: detect
+
+    def runtime_options(self, threads: int | None = None) -> RuntimeOptions:
+        """How the model runs in one worker (``threads`` overrides the spec's own)."""
+        return RuntimeOptions(self.backend, self.device, self.precision, int(threads or self.threads or 0))
 
     @property
     def is_opencv(self) -> bool:
@@ -99,13 +104,15 @@ class DyTrackEvalTracker:
 
     color = "rgb"
 
-    def __init__(self, spec: TrackerSpec) -> None:
+    def __init__(self, spec: TrackerSpec, threads: int | None = None) -> None:
         from dytrack_ros.tracker import Tracker
 
-        self.tracker = Tracker.from_model(spec.model, backend=spec.backend, device=spec.device, precision=spec.precision,
-                                          ce=spec.ce)
+        self.tracker = Tracker.from_model(spec.model, spec.runtime_options(threads), ce=spec.ce)
         if spec.exit_thresholds is not None:
-            self.tracker.set_exit_thresholds(expand_thresholds(spec.exit_thresholds, self.tracker.exit_layers))
+            try:
+                self.tracker.set_exit_thresholds(spec.exit_thresholds)
+            except ExitPolicyError as exc:
+                raise RunnerError(f"{Path(spec.model).name}: {exc}") from exc
         self.has_exits = True  # plain models write their full depth on every frame
 
     def initialize(self, frame, box) -> None:
@@ -178,20 +185,7 @@ class NullEvalTracker:
         return {"model_name": "null"}
 
 
-def expand_thresholds(values: Seq[float], exit_layers: Seq[int]) -> list[float]:
-    """One value -> the same threshold on every exit but the last (which always answers, threshold 0)."""
-    values = [float(v) for v in values]
-    n = len(exit_layers)
-    if n == 0:
-        raise RunnerError("exit thresholds given but the model has no early exits")
-    if len(values) == 1 and n > 1:
-        return values * (n - 1) + [0.0]
-    if len(values) != n:
-        raise RunnerError(f"model has {n} exits {tuple(exit_layers)}; got {len(values)} thresholds")
-    return values
-
-
-def build_tracker(spec: TrackerSpec) -> EvalTracker:
+def build_tracker(spec: TrackerSpec, threads: int | None = None) -> EvalTracker:
     """The tracker a spec names (``opencv:NAME`` or a model file; ``null`` for overhead benchmarks)."""
     if spec.model == "null":
         return NullEvalTracker()
@@ -199,7 +193,7 @@ def build_tracker(spec: TrackerSpec) -> EvalTracker:
         return OpenCVEvalTracker(spec.model.split(":", 1)[1])
     if not Path(spec.model).is_file():
         raise RunnerError(f"model file not found: {spec.model} (or use opencv:csrt|kcf|mil)")
-    return DyTrackEvalTracker(spec)
+    return DyTrackEvalTracker(spec, threads)
 
 
 # ----------------------------------------------------------------------------- frame I/O
@@ -294,21 +288,18 @@ _WORKER_TRACKER: dict[str, EvalTracker] = {}  # one tracker per worker process, 
 
 
 def _init_worker(spec: TrackerSpec, threads: int) -> None:
-    tracker = build_tracker(spec)
-    _set_threads(threads)
-    _WORKER_TRACKER["tracker"] = tracker
+    _set_opencv_threads(threads)
+    _WORKER_TRACKER["tracker"] = build_tracker(spec, threads)
 
 
 def _worker_run(seq: Sequence, results_dir: str) -> SequenceRun:
     return run_sequence(_WORKER_TRACKER["tracker"], seq, Path(results_dir))
 
 
-def _set_threads(threads: int) -> None:
-    """Cap OpenCV's and (when loaded) torch's thread pools, so parallel workers do not oversubscribe the CPU."""
+def _set_opencv_threads(threads: int) -> None:
+    """Cap OpenCV's pool (frame decoding, OpenCV baselines), so parallel workers do not oversubscribe the CPU.
+    Our models get their threads through :class:`RuntimeOptions`, applied by the backend loader."""
     cv2.setNumThreads(max(int(threads), 1))
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(max(int(threads), 1))
 
 
 @dataclass
@@ -354,8 +345,8 @@ def run_tracker(
             summary.skipped.append(seq.name)
         else:
             todo.append(seq)
-    probe = build_tracker(spec)  # fails fast on a bad spec, describes the tracker, runs when workers == 1
-    _set_threads(threads)
+    _set_opencv_threads(threads)
+    probe = build_tracker(spec, threads)  # fails fast on a bad spec, describes the tracker, runs when workers == 1
     info = {"label": spec.label, "spec": spec.identity(), "dataset": dataset or {}, "tracker": probe.describe()}
     _check_run_info(results_dir, spec, info)
     if not todo:

@@ -12,8 +12,10 @@ Layout (state-dict names follow OSTrack so official checkpoints map 1:1):
 
 Inference runs stage by stage: stage k = the blocks up to exit layer k, then
 exit k (shared final norm -> head -> decisioner). It stops at the first exit
-whose predicted IoU reaches its threshold, so the remaining blocks are never
-executed. The same ``forward_stage`` is what the ONNX export writes per stage.
+whose predicted IoU reaches its threshold (the rule of the
+:class:`~dytrack_ros.exit_policy.ExitPolicy` passed in; the network holds no
+thresholds of its own), so the remaining blocks are never executed. The same
+``forward_stage`` is what the backends run and the ONNX export writes per stage.
 
 Feature recycling (what is reused, and how): stage k+1 does not restart from
 the image; it continues from stage k's full token sequence (template, search
@@ -26,12 +28,11 @@ decision evidence thereby feeds the deeper layers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
-
 import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..exit_policy import ExitPolicy
 from .head import CenterHead, FusedCenterHead, tokens_to_map
 from .vit import Block, PatchEmbed
 
@@ -98,7 +99,6 @@ class TrackerNet(nn.Module):
         self.cfg = cfg
         self.backbone = Backbone(cfg, drop_path_rate)
         self.box_head = CenterHead(cfg.embed_dim, cfg.head_channels, cfg.search_feat)
-        self.exit_thresholds: list[float] = list(cfg.default_thresholds)
         if cfg.has_exits:
             n = len(cfg.exit_layers)
             self.iou_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
@@ -126,13 +126,9 @@ class TrackerNet(nn.Module):
     def num_stages(self) -> int:
         return len(self.stage_bounds)
 
-    def set_exit_thresholds(self, thresholds: Sequence[float]) -> None:
-        thresholds = [float(t) for t in thresholds]
-        if len(thresholds) != len(self.cfg.exit_layers):
-            raise ValueError(f"need {len(self.cfg.exit_layers)} thresholds (one per exit), got {len(thresholds)}")
-        if any(not 0.0 <= t <= 1.0 for t in thresholds):
-            raise ValueError(f"thresholds must be in [0, 1], got {thresholds}")
-        self.exit_thresholds = thresholds
+    def default_exit_policy(self) -> ExitPolicy:
+        """The exit policy with the thresholds stored in the model's config (full depth if none)."""
+        return ExitPolicy.for_model(self.cfg.exit_layers, self.cfg.default_thresholds)
 
     # Building pieces -------------------------------------------------------
     def embed(self, template: torch.Tensor, search: torch.Tensor) -> torch.Tensor:
@@ -189,29 +185,29 @@ class TrackerNet(nn.Module):
         return tokens, out
 
     # Forwards -------------------------------------------------------------
-    def forward(self, template: torch.Tensor, search: torch.Tensor,
-                exit_thresholds: Sequence[float] | None = None) -> ExitOutput:
-        """Inference forward: returns the exit that answered (early exit applies).
+    def forward(self, template: torch.Tensor, search: torch.Tensor, policy: ExitPolicy | None = None) -> ExitOutput:
+        """Inference forward: returns the exit that answered under ``policy`` (None: full depth).
 
         With a batch > 1 a stage exits only when every sample passes its threshold.
         """
         if self.cfg.ce_loc:
-            return self._forward_ce(template, search)
-        thresholds = self.exit_thresholds if exit_thresholds is None else list(exit_thresholds)
+            return self.forward_ce(template, search)
         tokens = self.embed(template, search)
-        last = self.num_stages - 1
         for k in range(self.num_stages):
             tokens, out = self.forward_stage(k, tokens)
-            if k == last:
+            if policy is None:
+                if k == self.num_stages - 1:
+                    return out
+                continue
+            preds = [None] if out.pred_iou is None else out.pred_iou.float().tolist()
+            if all(policy.should_exit(k, p) for p in preds):
                 return out
-            if bool((out.pred_iou >= thresholds[k]).all()):
-                return out
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: the last stage always answers")
 
     def forward_all_exits(self, template: torch.Tensor, search: torch.Tensor) -> list[ExitOutput]:
         """Training/analysis forward: every exit evaluated (no early stop)."""
         if self.cfg.ce_loc:
-            return [self._forward_ce(template, search)]
+            return [self.forward_ce(template, search)]
         tokens = self.embed(template, search)
         outs = []
         for k in range(self.num_stages):
@@ -229,7 +225,7 @@ class TrackerNet(nn.Module):
             feats.append(tokens)
         return feats
 
-    def _forward_ce(self, template: torch.Tensor, search: torch.Tensor) -> ExitOutput:
+    def forward_ce(self, template: torch.Tensor, search: torch.Tensor) -> ExitOutput:
         """OSTrack-CE forward: token pruning at ``ce_loc``, zeros re-inserted after the norm."""
         cfg = self.cfg
         nz, nx = cfg.num_template_tokens, cfg.num_search_tokens

@@ -31,12 +31,13 @@ class Crop:
         return self.output_size / self.crop_size
 
 
-def sample_target(frame: np.ndarray, box_xywh, factor: float, output_size: int) -> Crop:
-    """Square crop of side ceil(sqrt(w*h)*factor) centred on the box, zero padded, resized.
+def crop_square(frame: np.ndarray, box_xywh, factor: float) -> tuple[np.ndarray, int]:
+    """The zero-padded square region of side ceil(sqrt(w*h)*factor) centred on the box, at image resolution.
 
     Reproduces OSTrack including its right/bottom ``+1`` padding quirk: when the
     crop reaches the right (bottom) image edge, the last image column (row) is
     replaced by zeros. Rounding of the crop origin is Python's round-half-even.
+    Returns (region, crop side in pixels).
     """
     x, y, w, h = (float(v) for v in box_xywh)
     crop_sz = math.ceil(math.sqrt(w * h) * factor)
@@ -51,13 +52,20 @@ def sample_target(frame: np.ndarray, box_xywh, factor: float, output_size: int) 
     roi = frame[y1 + y1_pad:y2 - y2_pad, x1 + x1_pad:x2 - x2_pad]
     if x1_pad or y1_pad or x2_pad or y2_pad:
         if roi.size == 0:  # crop entirely outside the image: all zeros
-            padded = np.zeros((crop_sz, crop_sz, frame.shape[2]), dtype=frame.dtype)
-        else:
-            padded = cv2.copyMakeBorder(roi, y1_pad, y2_pad, x1_pad, x2_pad, cv2.BORDER_CONSTANT)
-    else:
-        padded = roi
-    patch = cv2.resize(padded, (output_size, output_size))
-    return Crop(patch, crop_sz, output_size)
+            return np.zeros((crop_sz, crop_sz, frame.shape[2]), dtype=frame.dtype), crop_sz
+        return cv2.copyMakeBorder(roi, y1_pad, y2_pad, x1_pad, x2_pad, cv2.BORDER_CONSTANT), crop_sz
+    return roi, crop_sz
+
+
+def resize_square(region: np.ndarray, output_size: int) -> np.ndarray:
+    """Bilinear resize (OpenCV's default) of a square region to ``output_size`` pixels."""
+    return cv2.resize(region, (output_size, output_size))
+
+
+def sample_target(frame: np.ndarray, box_xywh, factor: float, output_size: int) -> Crop:
+    """OSTrack's ``sample_target``: :func:`crop_square` then :func:`resize_square`."""
+    region, crop_sz = crop_square(frame, box_xywh, factor)
+    return Crop(resize_square(region, output_size), crop_sz, output_size)
 
 
 def normalize(patch: np.ndarray) -> np.ndarray:

@@ -15,10 +15,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ..backends import Backend, load_backend
+from ..backends import Backend, BackendOutput, load_backend
 from ..config import TrackerConfig
+from ..exit_policy import ExitPolicy
+from ..runtime_options import RuntimeOptions
 from .postprocess import clip_box, decode, map_box_back
-from .preprocess import normalize, sample_target
+from .preprocess import Crop, normalize, sample_target
 
 
 class TrackerInputError(ValueError):
@@ -36,6 +38,17 @@ class TrackStatus(str, Enum):
 
 
 @dataclass(frozen=True)
+class ExitCandidate:
+    """What one exit would answer on a frame (trace mode): its predicted IoU and its box, before clipping."""
+
+    exit_index: int
+    exit_layer: int
+    pred_iou: float | None
+    box: tuple[float, float, float, float]
+    score: float
+
+
+@dataclass(frozen=True)
 class TrackResult:
     box: tuple[float, float, float, float]  # x, y, w, h in image pixels
     score: float  # confidence: max of the un-windowed score map, in [0, 1]
@@ -45,6 +58,9 @@ class TrackResult:
     pred_iou: float | None = None  # decisioner's predicted IoU at the exit that fired
     timings: dict[str, float] = field(default_factory=dict)  # ms: preprocess, inference, postprocess, total
     frame_index: int = 0
+    exit_index: int = 0  # 0-based exit that answered
+    stage_ms: tuple[float, ...] = ()  # wall ms of each executed stage
+    candidates: tuple[ExitCandidate, ...] = ()  # trace mode only: every exit's answer on this frame
 
 
 def validate_frame(frame) -> np.ndarray:
@@ -93,10 +109,14 @@ class Tracker:
         self._low_count = 0
 
     @classmethod
-    def from_model(cls, model: str | Path, backend: str = "auto", device: str = "cpu", precision: str = "fp32",
-                   config: TrackerConfig | None = None, ce: bool = False, threads: int | None = None) -> "Tracker":
-        """Load ``model`` with the backend its suffix implies (``ce``: official CE checkpoints only)."""
-        return cls(load_backend(model, backend, device, precision, ce=ce, threads=threads), config)
+    def from_model(cls, model: str | Path, options: RuntimeOptions | None = None, config: TrackerConfig | None = None,
+                   ce: bool | None = None, **option_overrides) -> "Tracker":
+        """Load ``model`` as ``options`` say (backend ``auto``: from the file suffix).
+
+        ``option_overrides`` (``backend=``, ``device=``, ``precision=``, ``threads=``) replace single fields
+        of ``options``; ``ce`` only matters for official OSTrack checkpoints (None: detect).
+        """
+        return cls(load_backend(model, options, ce=ce, **option_overrides), config)
 
     # properties ---------------------------------------------------------------
     @property
@@ -112,10 +132,16 @@ class Tracker:
         return self.backend.exit_layers
 
     @property
+    def exit_policy(self) -> ExitPolicy:
+        return self.backend.exit_policy
+
+    @property
     def exit_thresholds(self) -> tuple[float, ...]:
         return self.backend.exit_thresholds
 
-    def set_exit_thresholds(self, thresholds: Sequence[float]) -> None:
+    def set_exit_thresholds(self, thresholds: Sequence[float] | float | str) -> None:
+        """Validate and apply exit thresholds (one per exit, or one for every early exit); raises
+        :class:`~dytrack_ros.exit_policy.ExitPolicyError` and keeps the old ones on bad input."""
         self.backend.set_exit_thresholds(thresholds)
 
     def set_config(self, config: TrackerConfig) -> None:
@@ -149,7 +175,10 @@ class Tracker:
         self._frame_index = 0
         self._low_count = 0
 
-    def track(self, frame: np.ndarray) -> TrackResult:
+    def track(self, frame: np.ndarray, trace: bool = False) -> TrackResult:
+        """Track one frame. ``trace=True`` evaluates every exit (no compute saved) and reports each exit's
+        answer in ``TrackResult.candidates``; the state still follows the exit that the policy picks, so a
+        traced run follows exactly the trajectory of a normal run (calibration and analysis use this)."""
         if self._state is None:
             raise TrackerStateError("track() called before initialize()")
         frame = validate_frame(frame)
@@ -158,10 +187,18 @@ class Tracker:
         crop = sample_target(frame, self._state, cfg.search_factor, cfg.search_size)
         search = normalize(crop.patch)
         t1 = time.perf_counter()
-        out = self.backend.infer(search)
+        if trace:
+            outs = self.backend.infer_all(search)
+            out = outs[self.exit_policy.first_exit([o.pred_iou for o in outs])]
+        else:
+            outs, out = (), self.backend.infer(search)
         t2 = time.perf_counter()
-        box_norm, score = decode(out.score_map, out.size_map, out.offset_map, self.config.use_hann_window)
-        box = map_box_back(box_norm, self._state, cfg.search_size / crop.resize_factor)
+        box, score = self._decode(out, crop)
+        candidates = ()
+        if trace:
+            decoded = [self._decode(o, crop) if o is not out else (box, score) for o in outs]
+            candidates = tuple(ExitCandidate(o.exit_index, o.exit_layer, o.pred_iou, b, s)
+                               for o, (b, s) in zip(outs, decoded))
         box = clip_box(box, frame.shape[0], frame.shape[1], self.config.clip_margin)
         status = self._update_status(score)
         self._state = box
@@ -170,7 +207,13 @@ class Tracker:
         timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
                    "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
         return TrackResult(tuple(float(v) for v in box), score, status, out.exit_layer, cfg.depth,
-                           out.pred_iou, timings, self._frame_index)
+                           out.pred_iou, timings, self._frame_index, out.exit_index, tuple(out.stage_ms), candidates)
+
+    def _decode(self, out: BackendOutput, crop: Crop) -> tuple[tuple[float, float, float, float], float]:
+        """Exit maps -> image box around the current state (not yet clipped) and confidence."""
+        box_norm, score = decode(out.score_map, out.size_map, out.offset_map, self.config.use_hann_window)
+        box = map_box_back(box_norm, self._state, self.model_config.search_size / crop.resize_factor)
+        return box, score
 
     def _update_status(self, score: float) -> TrackStatus:
         c = self.config

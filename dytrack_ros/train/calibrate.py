@@ -2,13 +2,14 @@
 
 Procedure (our design):
 
-1. Track every validation sequence once at full depth, evaluating *every*
+1. Track every validation sequence once at full depth with the product's own
+   :class:`~dytrack_ros.tracker.Tracker` in trace mode, which evaluates *every*
    exit on every frame (exits k < L do not depend on later stages, so this is
    exactly what the early-exit tracker would compute up to its exit), and
    record each exit's predicted IoU ``q_k`` and the IoU its box has with the GT.
 2. One shared threshold ``τ`` for all non-final exits (the last exit always
-   answers, ``τ_L = 0``). For each ``τ`` on a 0.01 grid simulate the exit rule
-   (first k with ``q_k ≥ τ``) on the recorded frames: mean executed depth,
+   answers). For each ``τ`` on a 0.01 grid apply the exit rule of
+   :class:`~dytrack_ros.exit_policy.ExitPolicy` to the recorded frames: mean executed depth,
    expected latency (measured per-stage cost on this machine) and the mean
    IoU of the boxes that would have answered.
 3. Choose the *largest* ``τ`` (most accurate) whose mean depth / latency is
@@ -26,12 +27,13 @@ from pathlib import Path
 from typing import Sequence as Seq
 
 import numpy as np
-import torch
 
+from ..backends import Backend, load_backend
 from ..data.sequence import Sequence
+from ..exit_policy import ExitPolicy
 from ..model.tracker_net import TrackerNet
-from ..tracker.postprocess import clip_box, decode, map_box_back
-from ..tracker.preprocess import normalize, sample_target
+from ..runtime_options import RuntimeOptions
+from ..tracker import Tracker
 from .pairs import read_rgb
 
 TAU_GRID = np.round(np.arange(0.0, 1.0001, 0.01), 2)
@@ -41,7 +43,8 @@ class CalibrationError(ValueError):
     """Calibration asked for a model without exits, no data, or an unreachable target."""
 
 
-def _iou(a, b) -> float:
+def _overlap(a, b) -> float:
+    """Continuous IoU of two (x, y, w, h) boxes (the decisioners are trained to predict this quantity)."""
     ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
     iw = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
     ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
@@ -62,67 +65,51 @@ class SequenceTrace:
     seconds: float = 0.0
 
 
-@torch.inference_mode()
-def trace_sequence(model: TrackerNet, seq: Sequence, thresholds: Seq[float] | None = None,
-                   device: str | torch.device = "cpu", use_window: bool = True, clip_margin: int = 10) -> SequenceTrace:
-    """Track ``seq`` with the exit rule at ``thresholds`` (None = full depth) while evaluating all exits."""
-    cfg = model.cfg
-    k_exits = model.num_stages
-    th = [1.0] * (k_exits - 1) + [0.0] if thresholds is None else list(thresholds)
-    first = read_rgb(seq.frames[0])
-    state = seq.init_box
-    z = torch.from_numpy(normalize(sample_target(first, state, cfg.template_factor, cfg.template_size).patch)).to(device)
-    pq, tq, ex, boxes = [], [], [], [state]
-    t0 = time.perf_counter()
-    for i in range(1, len(seq)):
-        frame = read_rgb(seq.frames[i])
-        H, W = frame.shape[:2]
-        crop = sample_target(frame, state, cfg.search_factor, cfg.search_size)
-        x = torch.from_numpy(normalize(crop.patch)).to(device)
-        outs = model.forward_all_exits(z, x)
-        qs, cand = [], []
-        for out in outs:
-            box_n, _ = decode(out.score_map.float().cpu().numpy(), out.size_map.float().cpu().numpy(),
-                              out.offset_map.float().cpu().numpy(), use_window)
-            cand.append(map_box_back(box_n, state, cfg.search_size / crop.resize_factor))
-            qs.append(float(out.pred_iou[0]) if out.iou_logit is not None else 1.0)
-        chosen = next(k for k in range(k_exits) if k == k_exits - 1 or qs[k] >= th[k])
-        gt = seq.gt[i] if seq.has_full_gt else None
-        tq.append([_iou(c, gt) if gt is not None and seq.visible[i] else np.nan for c in cand])
-        pq.append(qs)
-        ex.append(chosen)
-        state = clip_box(cand[chosen], H, W, clip_margin)
-        boxes.append(state)
-    return SequenceTrace(seq.name, np.asarray(pq).reshape(-1, k_exits), np.asarray(tq).reshape(-1, k_exits),
-                         np.asarray(ex, dtype=np.int64), np.asarray(boxes, dtype=np.float64),
-                         time.perf_counter() - t0)
+def as_tracker(model: TrackerNet | Backend | Tracker, device: str = "cpu",
+               options: RuntimeOptions | None = None) -> Tracker:
+    """The product's own Tracker around ``model`` (a network is loaded like any model, on the torch backend)."""
+    if isinstance(model, Tracker):
+        return model
+    if isinstance(model, TrackerNet):
+        model = load_backend(model, options or RuntimeOptions(device=str(device)))
+    return Tracker(model)
 
 
-def simulate_exits(pred_iou: np.ndarray, thresholds: Seq[float]) -> np.ndarray:
-    """Exit index per frame for recorded (frames, K) predicted IoUs under the first-pass rule."""
-    k = pred_iou.shape[1]
-    passed = pred_iou >= np.asarray(thresholds)[None, :]
-    passed[:, -1] = True
-    return passed.argmax(axis=1)
+def trace_sequence(model: TrackerNet | Backend | Tracker, seq: Sequence, thresholds: Seq[float] | None = None,
+                   device: str = "cpu") -> SequenceTrace:
+    """Track ``seq`` with the real :class:`Tracker` in trace mode: the trajectory follows the exit rule at
+    ``thresholds`` (None = full depth) while every exit's answer is recorded."""
+    tracker = as_tracker(model, device)
+    policy = ExitPolicy.for_model(tracker.exit_layers, thresholds)
+    saved = tracker.exit_policy
+    tracker.backend.exit_policy = policy
+    try:
+        tracker.initialize(read_rgb(seq.frames[0]), seq.init_box)
+        pq, tq, ex, boxes = [], [], [], [tuple(seq.init_box)]
+        t0 = time.perf_counter()
+        for i in range(1, len(seq)):
+            res = tracker.track(read_rgb(seq.frames[i]), trace=True)
+            gt = seq.gt[i] if seq.has_full_gt and seq.visible[i] else None
+            pq.append([1.0 if c.pred_iou is None else c.pred_iou for c in res.candidates])
+            tq.append([_overlap(c.box, gt) if gt is not None else np.nan for c in res.candidates])
+            ex.append(res.exit_index)
+            boxes.append(res.box)
+        seconds = time.perf_counter() - t0
+    finally:
+        tracker.backend.exit_policy = saved
+    k = policy.num_stages
+    return SequenceTrace(seq.name, np.asarray(pq, dtype=np.float64).reshape(-1, k),
+                         np.asarray(tq, dtype=np.float64).reshape(-1, k), np.asarray(ex, dtype=np.int64),
+                         np.asarray(boxes, dtype=np.float64), seconds)
 
 
-@torch.inference_mode()
-def stage_latency_ms(model: TrackerNet, repeats: int = 20, device: str | torch.device = "cpu") -> list[float]:
-    """Median batch-1 time of each stage (stage 0 includes the embedding), forward only."""
-    cfg = model.cfg
-    z = torch.zeros(1, 3, cfg.template_size, cfg.template_size, device=device)
-    x = torch.zeros(1, 3, cfg.search_size, cfg.search_size, device=device)
-    times = [[] for _ in range(model.num_stages)]
-    for r in range(repeats + 3):
-        t = time.perf_counter()
-        tokens = model.embed(z, x)
-        for k in range(model.num_stages):
-            tokens, _ = model.forward_stage(k, tokens)
-            now = time.perf_counter()
-            if r >= 3:
-                times[k].append((now - t) * 1000.0)
-            t = now
-    return [float(np.median(v)) for v in times]
+def stage_latency_ms(model: TrackerNet | Backend | Tracker, repeats: int = 20, device: str = "cpu") -> list[float]:
+    """Median batch-1 wall time of each stage through the backend (stage 0 includes the embedding)."""
+    backend = as_tracker(model, device).backend
+    backend.warmup(2)
+    search = np.zeros((1, 3, backend.config.search_size, backend.config.search_size), np.float32)
+    samples = [backend.infer_all(search)[-1].stage_ms for _ in range(repeats)]
+    return [float(v) for v in np.median(np.asarray(samples), axis=0)]
 
 
 @dataclass
@@ -153,8 +140,7 @@ def sweep(traces: Seq[SequenceTrace], exit_layers: Seq[int], stage_ms: Seq[float
     cum_ms = np.cumsum(stage_ms)
     rows = []
     for tau in taus:
-        th = [float(tau)] * (q.shape[1] - 1) + [0.0]
-        e = simulate_exits(q, th)
+        e = ExitPolicy.for_model(exit_layers, float(tau)).first_exits(q)
         chosen_iou = tiou[np.arange(len(e)), e]
         rows.append({
             "tau": float(tau), "depth": float(layers[e].mean()), "latency_ms": float(cum_ms[e].mean()),
@@ -164,46 +150,47 @@ def sweep(traces: Seq[SequenceTrace], exit_layers: Seq[int], stage_ms: Seq[float
     return rows
 
 
-def calibrate(model: TrackerNet, sequences: Seq[Sequence], target_depth: float | None = None,
-              target_latency_ms: float | None = None, device: str | torch.device = "cpu", data_label: str = "",
+def calibrate(model: TrackerNet | Backend | Tracker, sequences: Seq[Sequence], target_depth: float | None = None,
+              target_latency_ms: float | None = None, device: str = "cpu", data_label: str = "",
               verify: bool = True, progress: bool = True) -> CalibrationResult:
     """Choose thresholds for a mean-depth or latency target (exactly one of the two)."""
-    if not model.cfg.has_exits:
+    tracker = as_tracker(model, device)
+    exit_layers = tracker.exit_layers
+    if not exit_layers:
         raise CalibrationError("calibration needs a model with DyTrack exits")
     if (target_depth is None) == (target_latency_ms is None):
         raise CalibrationError("give exactly one of target_depth or target_latency_ms")
     seqs = [s for s in sequences if len(s) > 1 and s.has_full_gt]
     if not seqs:
         raise CalibrationError("no validation sequence with at least 2 annotated frames")
-    model.eval()
     from tqdm import tqdm
 
-    traces = [trace_sequence(model, s, None, device) for s in tqdm(seqs, desc="calibration trace", disable=not progress)]
-    stage_ms = stage_latency_ms(model, device=device)
-    rows = sweep(traces, model.cfg.exit_layers, stage_ms)
+    traces = [trace_sequence(tracker, s, None) for s in tqdm(seqs, desc="calibration trace", disable=not progress)]
+    stage_ms = stage_latency_ms(tracker)
+    rows = sweep(traces, exit_layers, stage_ms)
     key, target = ("depth", target_depth) if target_depth is not None else ("latency_ms", target_latency_ms)
     feasible = [r for r in rows if r[key] <= target + 1e-9]
     if not feasible:
         best = min(rows, key=lambda r: r[key])
         raise CalibrationError(f"target {key} {target} is unreachable: the most aggressive threshold gives {best[key]:.3f}")
     pick = max(feasible, key=lambda r: r["tau"])
-    th = [pick["tau"]] * (model.num_stages - 1) + [0.0]
+    th = list(ExitPolicy.for_model(exit_layers, pick["tau"]).thresholds)
     res = CalibrationResult(th, target_depth, target_latency_ms, pick["depth"], pick["latency_ms"], pick["mean_iou"],
                             stage_ms=stage_ms, table=rows, data=data_label, num_sequences=len(seqs),
                             num_frames=int(sum(len(s) - 1 for s in seqs)))
     if verify:
-        checks = [trace_sequence(model, s, th, device) for s in seqs]
+        checks = [trace_sequence(tracker, s, th) for s in seqs]
         e = np.concatenate([c.exit_index for c in checks])
-        res.measured_depth = float(np.asarray(model.cfg.exit_layers)[e].mean())
-        res.measured_exit_fractions = [float((e == k).mean()) for k in range(model.num_stages)]
+        res.measured_depth = float(np.asarray(exit_layers)[e].mean())
+        res.measured_exit_fractions = [float((e == k).mean()) for k in range(len(exit_layers))]
     return res
 
 
 def apply_calibration(model: TrackerNet, result: CalibrationResult, path: str | Path, info: dict | None = None) -> Path:
-    """Set the thresholds on ``model`` and write it with ``info['calibration']``."""
+    """Store the thresholds as ``model``'s default (its config) and write it with ``info['calibration']``."""
     from ..model_io.model_file import save_model_file
 
-    model.set_exit_thresholds(result.thresholds)
+    model.cfg = model.cfg.replace(exit_thresholds=tuple(result.thresholds))
     info = dict(info or {})
     cal = result.to_dict()
     cal["table"] = [r for r in cal["table"] if round(r["tau"] * 100) % 5 == 0]  # keep the file small: 0.05 steps
@@ -211,21 +198,27 @@ def apply_calibration(model: TrackerNet, result: CalibrationResult, path: str | 
     return save_model_file(model, path, info=info)
 
 
-__all__ = ["CalibrationError", "CalibrationResult", "apply_calibration", "calibrate", "simulate_exits",
+__all__ = ["CalibrationError", "CalibrationResult", "apply_calibration", "as_tracker", "calibrate",
            "stage_latency_ms", "sweep", "trace_sequence"]
 
 
-def calibrate_from_config(model_path, cal, out=None, device="cpu", return_result: bool = False):
-    """Load a model file, calibrate on ``cal.data`` (a DataSource), write the result (default: in place)."""
+def calibrate_from_config(model_path, cal, out=None, options: RuntimeOptions | None = None,
+                          return_result: bool = False, device: str | None = None):
+    """Load a model file, calibrate on ``cal.data`` (a DataSource), write the result (default: in place).
+
+    ``options`` say how the model runs while calibrating (device, threads; latency targets are measured
+    with them); ``device`` alone is the older spelling of ``options.device``.
+    """
     from ..model_io.model_file import load_model_file
     from .pairs import load_source
 
     if cal.data is None:
         raise CalibrationError("calibration.data (validation sequences) is not set")
-    model, info = load_model_file(model_path, device=device)
+    options = (options or RuntimeOptions()).replace(device=device)
+    model, info = load_model_file(model_path, device=options.device)
     seqs = load_source(cal.data)[: cal.max_sequences]
-    result = calibrate(model, seqs, target_depth=cal.target_depth or None,
-                       target_latency_ms=cal.target_latency_ms or None, device=device,
+    result = calibrate(as_tracker(model, options=options), seqs, target_depth=cal.target_depth or None,
+                       target_latency_ms=cal.target_latency_ms or None,
                        data_label=f"{cal.data.format}:{cal.data.root}:{cal.data.split or ''}")
     path = apply_calibration(model, result, out or model_path, info)
     return (path, result) if return_result else path
