@@ -152,7 +152,7 @@ def test_cli_single_process_and_torchrun(toy_root, tmp_path):
 
 
 def test_candidate_elimination_keep_rate_warmup():
-    from dytrack_ros.train.trainer import ce_keep_rate
+    from dytrack_ros.train.dytrack import ce_keep_rate
 
     assert [ce_keep_rate(e, 20, 100, 0.7) for e in (0, 19, 20)] == [1.0, 1.0, 1.0]
     assert ce_keep_rate(60, 20, 100, 0.7) == pytest.approx(0.85)

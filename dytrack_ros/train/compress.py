@@ -1,4 +1,4 @@
-"""CompressTracker training (methods.md §4): stage division, skip init, replacement training,
+"""CompressTracker training (method ``compress``): stage division, skip init, replacement training,
 prediction guidance and stage-wise feature mimicking; export of the plain N-layer student.
 
 The objective holds the trainable student and one frozen teacher. The frozen
@@ -8,17 +8,18 @@ guidance box and the per-stage features to mimic.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..model.head import decode_boxes
 from ..model.tracker_net import TrackerNet
-from .config import CompressConfig, LossConfig
+from ..model_io.model_file import load_model_file
+from .config import CompressConfig, LossConfig, TrainConfig
 from .dytrack import tracking_loss
 from .losses import cxcywh_to_xyxy, giou_loss, l1_loss, xywh_to_xyxy
+from .objective import Objective, TrainingError, register_objective
 
 
 class CompressError(ValueError):
@@ -94,13 +95,18 @@ def sample_replacement(num_stages: int, p: float, rng: np.random.Generator) -> l
     return chosen
 
 
-class CompressObjective(nn.Module):
+@register_objective("compress")
+class CompressObjective(Objective):
     """Student (trainable) + frozen teacher; ``forward(batch, use_student)`` returns (loss, stats).
 
     ``use_student`` is the per-stage replacement draw (None = student only).
+    ``total_epochs`` sets the progressive replacement schedule; ``seed`` the draws.
     """
 
-    def __init__(self, student: TrackerNet, teacher: TrackerNet, loss_cfg: LossConfig, cfg: CompressConfig) -> None:
+    find_unused_parameters = True  # student layers of stages the teacher stood in for get no gradient
+
+    def __init__(self, student: TrackerNet, teacher: TrackerNet, loss_cfg: LossConfig, cfg: CompressConfig,
+                 total_epochs: int = 1, seed: int = 0) -> None:
         super().__init__()
         self.model = student
         self.teacher = teacher
@@ -110,6 +116,37 @@ class CompressObjective(nn.Module):
         self.loss_cfg = loss_cfg
         self.cfg = cfg
         self.stages = stage_division(teacher.cfg.depth, student.cfg.depth)
+        self.total_epochs = total_epochs
+        self.seed = seed
+        self.p_replace = replacement_probability(1, total_epochs, cfg.p_init, cfg.alpha1, cfg.alpha2)
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, device: torch.device) -> CompressObjective:
+        """Teacher from ``compress.teacher``; student by skip init, drop-path of the teacher block at i·r."""
+        if not cfg.compress.teacher:
+            raise TrainingError("compress.teacher (a model file) is required for method 'compress'")
+        teacher, _ = load_model_file(cfg.compress.teacher, device=device)
+        student, _ = init_student_from_teacher(teacher, cfg.compress.student_depth)
+        r = teacher.cfg.depth // cfg.compress.student_depth
+        for i, blk in enumerate(student.backbone.blocks):
+            blk.drop_path = cfg.optim.drop_path * (i * r) / max(teacher.cfg.depth - 1, 1)
+        return cls(student.to(device), teacher.to(device), cfg.loss, cfg.compress, cfg.optim.epochs, cfg.seed)
+
+    def begin_epoch(self, epoch: int) -> dict[str, float]:
+        """Progressive replacement probability of this epoch (the schedule counts epochs from 1)."""
+        c = self.cfg
+        self.p_replace = replacement_probability(epoch + 1, self.total_epochs, c.p_init, c.alpha1, c.alpha2)
+        return {"p_replace": self.p_replace}
+
+    def step_inputs(self, step: int) -> dict[str, Any]:
+        """The replacement draw of ``step``, a function of (seed, step) only: equal on every rank."""
+        if not self.cfg.replacement:
+            return {}
+        rng = np.random.default_rng([self.seed, step, 7])
+        return {"use_student": sample_replacement(len(self.stages), self.p_replace, rng)}
+
+    def export_info(self) -> dict[str, Any]:
+        return {"teacher": self.cfg.teacher}
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -1,4 +1,4 @@
-"""Tracking objective for OSTrack-style models and DyTrack exits (our design, methods.md §3.4).
+"""Tracking objective for OSTrack-style models and DyTrack exits (methods ``ostrack`` and ``dytrack``).
 
 For every exit k (a plain model has one):
 
@@ -12,25 +12,74 @@ For every exit k (a plain model has one):
   Why: the heatmap concentrates the mimicking on the target and its immediate
   surroundings (what the head must localise), the floor keeps some context
   (distractors) in the objective, and the teacher side is detached so the deep
-  layers are never pulled towards the shallow ones. The weight 0.2 is the
-  feature-mimicking weight CompressTracker found to work (§4.5) and keeps the
-  term an order of magnitude below the tracking loss at initialisation.
+  layers are never pulled towards the shallow ones. The weight 0.2 is
+  CompressTracker's feature-mimicking weight and keeps the term an order of
+  magnitude below the tracking loss at initialisation.
 - optional score-map distillation (``loss.score_distill``, default 0): BCE of
   exit k's score map against the detached final score map.
 
 Feature recycling is active because the model's own ``forward_all_exits`` is used.
+Models with candidate elimination get OSTrack-CE's keep-rate warm-up per epoch.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from ..model import create_model
+from ..config import ModelConfig
 from ..model.head import decode_boxes
 from ..model.tracker_net import TrackerNet
-from .config import LossConfig
+from ..model_io.model_file import load_model_file
+from .config import LossConfig, TrainConfig
 from .losses import (cxcywh_to_xyxy, decision_loss, focal_loss, giou_loss, l1_loss, self_distillation_loss,
                      target_weights, xywh_to_xyxy)
+from .objective import Objective, register_objective
+
+SCORE_PRIOR = 0.1
+
+
+def ce_keep_rate(epoch: int, start: int, end: int, final: float) -> float:
+    """OSTrack-CE warm-up: keep everything until ``start``, cosine decay to ``final`` at ``end`` (0-based epochs)."""
+    if epoch < start:
+        return 1.0
+    if epoch >= end:
+        return float(final)
+    t = (epoch - start) / max(1, end - start)
+    return float(final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+def set_score_prior(model: TrackerNet, prior: float = SCORE_PRIOR, only: set[str] | None = None) -> None:
+    """From-scratch heads start with score ~ ``prior`` everywhere (CenterNet's bias −2.19).
+
+    With the default 0.5 the focal loss of the ~all-negative map is ~100 at
+    step 0 and its gradient swamps everything else for the first hundreds of steps.
+    """
+    bias = -math.log((1 - prior) / prior)
+    heads = {"box_head": model.box_head}
+    if model.cfg.has_exits:
+        heads.update({f"exit_heads.{i}": h for i, h in enumerate(model.exit_heads)})
+    with torch.no_grad():
+        for name, h in heads.items():
+            if only is None or f"{name}.conv5_ctr.bias" in only:  # skip heads loaded from a model file
+                h.conv5_ctr.bias.fill_(bias)
+
+
+def init_from_file(model: TrackerNet, path: str) -> dict[str, list[str]]:
+    """Copy every tensor of a model file whose name and shape match (e.g. OSTrack weights into DyTrack)."""
+    src, _ = load_model_file(path)
+    own = model.state_dict()
+    theirs = src.state_dict()
+    loaded = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(loaded, strict=False)
+    return {"loaded": sorted(loaded), "missing": sorted(set(own) - set(loaded))}
+
+
+def _model_overrides(d: dict) -> dict:
+    """YAML lists become the tuples ModelConfig fields hold."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in (d or {}).items()}
 
 
 def tracking_loss(out, gt_xyxy: torch.Tensor, heatmap: torch.Tensor, cfg: LossConfig) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -43,10 +92,15 @@ def tracking_loss(out, gt_xyxy: torch.Tensor, heatmap: torch.Tensor, cfg: LossCo
     return total, iou, {"giou": g.detach(), "l1": l1.detach(), "focal": fo.detach()}
 
 
-class TrackingObjective(nn.Module):
-    """Wraps a :class:`TrackerNet`; ``forward(batch)`` returns (loss, stats). DDP wraps this module."""
+@register_objective("ostrack", "dytrack")
+class TrackingObjective(Objective):
+    """Wraps a :class:`TrackerNet`; ``forward(batch)`` returns (loss, stats). DDP wraps this module.
 
-    def __init__(self, model: TrackerNet, cfg: LossConfig) -> None:
+    ``ce_warmup`` = (start, end) epochs of the candidate-elimination keep-rate
+    warm-up; it only acts on models with ``ce_loc``.
+    """
+
+    def __init__(self, model: TrackerNet, cfg: LossConfig, ce_warmup: tuple[int, int] = (20, 100)) -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg
@@ -55,6 +109,34 @@ class TrackingObjective(nn.Module):
         if len(weights) != n:
             raise ValueError(f"loss.exit_weights needs {n} values (one per exit), got {weights}")
         self.exit_weights = weights
+        self.ce_warmup = ce_warmup
+        self._base_cfg: ModelConfig | None = None  # model.cfg before the first warm-up change
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, device: torch.device) -> TrackingObjective:
+        """``cfg.model`` from scratch or from ``cfg.model.init``; heads not loaded from a file get the score prior."""
+        model = create_model(cfg.model.name, drop_path_rate=cfg.optim.drop_path,
+                             **_model_overrides(cfg.model.overrides))
+        fresh = set(model.state_dict())
+        if cfg.model.init:
+            fresh = set(init_from_file(model, cfg.model.init)["missing"])
+        set_score_prior(model, only=fresh)
+        return cls(model.to(device), cfg.loss, (cfg.optim.ce_warmup_start, cfg.optim.ce_warmup_end))
+
+    def begin_epoch(self, epoch: int) -> dict[str, float]:
+        """Candidate elimination: set this epoch's keep ratio (the forward reads ``model.cfg``)."""
+        if self._base_cfg is None:
+            self._base_cfg = self.model.cfg
+        base = self._base_cfg
+        if base.ce_loc:
+            self.model.cfg = base.replace(ce_keep_ratio=ce_keep_rate(epoch, *self.ce_warmup, base.ce_keep_ratio))
+        return {}
+
+    def end_training(self) -> None:
+        """Give the model back its configured keep ratio."""
+        if self._base_cfg is not None:
+            self.model.cfg = self._base_cfg
+            self._base_cfg = None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.cfg
@@ -91,4 +173,4 @@ class TrackingObjective(nn.Module):
         return total, stats
 
 
-__all__ = ["TrackingObjective", "tracking_loss"]
+__all__ = ["SCORE_PRIOR", "TrackingObjective", "ce_keep_rate", "init_from_file", "set_score_prior", "tracking_loss"]

@@ -1,23 +1,25 @@
-"""The training loop shared by the OSTrack, DyTrack and CompressTracker methods.
+"""The training loop shared by every registered training objective (ostrack, dytrack, compress, ...).
 
 - Single process on CPU, or one process per GPU under ``torchrun`` (DDP; NCCL
   on CUDA, gloo on CPU), with the same command line: the rank/world come from
   the ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` environment variables.
-- AdamW with the backbone at ``lr·backbone_lr_mult``, StepLR per epoch,
-  gradient clipping, mixed precision on CUDA (bf16, or fp16 + GradScaler).
+- AdamW over the objective's parameter groups, StepLR per epoch, gradient
+  clipping, mixed precision on CUDA (bf16, or fp16 + GradScaler).
 - Exact resume: a checkpoint holds model, optimiser, scheduler, scaler, epoch,
   position in the epoch and step. All randomness is a function of
   ``(seed, step, rank)`` (data: ``(seed, epoch, index)``; drop-path and the
-  CompressTracker replacement draw: reseeded every step), so no RNG stream has
+  objective's per-step inputs: reseeded every step), so no RNG stream has
   to be saved. Checkpoints are plain tensor/number dicts (``weights_only`` loads).
 - TensorBoard scalars (``tensorboard`` package) plus ``metrics.csv`` on rank 0;
   a tqdm bar per epoch.
+
+Everything that differs between methods lives in the objective
+(:mod:`dytrack_ros.train.objective`): the loop never branches on the method.
 """
 from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import sys
 import time
@@ -33,20 +35,17 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..model_io.model_file import load_model_file, save_model_file
-from ..model import create_model
+from ..config import ModelConfig
 from ..model.tracker_net import TrackerNet
-from .compress import CompressObjective, init_student_from_teacher, replacement_probability, sample_replacement
+from ..model_io.model_file import save_model_file
 from .config import TrainConfig
-from .dytrack import TrackingObjective
+# ce_keep_rate, init_from_file and set_score_prior were defined here before the tracking objective owned them
+from .dytrack import ce_keep_rate, init_from_file, set_score_prior  # noqa: F401
+from .objective import Objective, TrainingError, build_objective, param_groups
 from .pairs import EpochSampler, PairDataset
 
 CKPT_FORMAT = "dytrack_ros.train_ckpt/1"
 KEEP_CHECKPOINTS = 2  # step files kept besides latest.pt
-
-
-class TrainingError(RuntimeError):
-    """Training cannot start or continue (bad checkpoint, incompatible resume, non-finite loss)."""
 
 
 @dataclass
@@ -83,82 +82,8 @@ def init_distributed(device: str | None = None) -> DistInfo:
     return DistInfo(rank, world, local, dev)
 
 
-def ce_keep_rate(epoch: int, start: int, end: int, final: float) -> float:
-    """OSTrack-CE warm-up: keep everything until ``start``, cosine decay to ``final`` at ``end`` (0-based epochs)."""
-    if epoch < start:
-        return 1.0
-    if epoch >= end:
-        return float(final)
-    t = (epoch - start) / max(1, end - start)
-    return float(final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t)))
-
-
 def _step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.default_rng([seed, step, rank, 1]).integers(2 ** 62))
-
-
-# ----------------------------------------------------------------------------- model building
-def _model_overrides(d: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in (d or {}).items()}
-
-
-def build_objective(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
-    """The loss module for ``cfg.method`` (its ``.model`` is what gets exported)."""
-    if cfg.method == "compress":
-        if not cfg.compress.teacher:
-            raise TrainingError("compress.teacher (a model file) is required for method 'compress'")
-        teacher, _ = load_model_file(cfg.compress.teacher, device=device)
-        student, _ = init_student_from_teacher(teacher, cfg.compress.student_depth)
-        for i, blk in enumerate(student.backbone.blocks):  # drop-path rate of the teacher block at i·r
-            r = teacher.cfg.depth // cfg.compress.student_depth
-            blk.drop_path = cfg.optim.drop_path * (i * r) / max(teacher.cfg.depth - 1, 1)
-        return CompressObjective(student.to(device), teacher.to(device), cfg.loss, cfg.compress)
-    model = create_model(cfg.model.name, drop_path_rate=cfg.optim.drop_path, **_model_overrides(cfg.model.overrides))
-    fresh = set(model.state_dict())
-    if cfg.model.init:
-        fresh = set(init_from_file(model, cfg.model.init)["missing"])
-    set_score_prior(model, only=fresh)
-    return TrackingObjective(model.to(device), cfg.loss)
-
-
-SCORE_PRIOR = 0.1
-
-
-def set_score_prior(model: TrackerNet, prior: float = SCORE_PRIOR, only: set[str] | None = None) -> None:
-    """From-scratch heads start with score ~ ``prior`` everywhere (CenterNet's bias −2.19).
-
-    With the default 0.5 the focal loss of the ~all-negative map is ~100 at
-    step 0 and its gradient swamps everything else for the first hundreds of steps.
-    """
-    bias = -math.log((1 - prior) / prior)
-    heads = {"box_head": model.box_head}
-    if model.cfg.has_exits:
-        heads.update({f"exit_heads.{i}": h for i, h in enumerate(model.exit_heads)})
-    with torch.no_grad():
-        for name, h in heads.items():
-            if only is None or f"{name}.conv5_ctr.bias" in only:  # skip heads loaded from a model file
-                h.conv5_ctr.bias.fill_(bias)
-
-
-def init_from_file(model: TrackerNet, path: str) -> dict[str, list[str]]:
-    """Copy every tensor of a model file whose name and shape match (e.g. OSTrack weights into DyTrack)."""
-    src, _ = load_model_file(path)
-    own = model.state_dict()
-    theirs = src.state_dict()
-    loaded = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(loaded, strict=False)
-    return {"loaded": sorted(loaded), "missing": sorted(set(own) - set(loaded))}
-
-
-def param_groups(model: TrackerNet, lr: float, backbone_mult: float, weight_decay: float) -> list[dict]:
-    backbone, rest = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (backbone if name.startswith("backbone.") else rest).append(p)
-    groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay}]
-    if backbone:
-        groups.append({"params": backbone, "lr": lr * backbone_mult, "weight_decay": weight_decay})
-    return groups
 
 
 # ----------------------------------------------------------------------------- logging
@@ -198,11 +123,11 @@ class MetricsLog:
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path: Path, objective, optimizer, scheduler, scaler, epoch: int, position: int, step: int,
-                    cfg: TrainConfig, world_size: int) -> Path:
+def save_checkpoint(path: Path, objective: Objective, optimizer, scheduler, scaler, epoch: int, position: int,
+                    step: int, cfg: TrainConfig, world_size: int) -> Path:
     state = {
         "format": CKPT_FORMAT,
-        "model": {k: v.detach().cpu() for k, v in objective.model.state_dict().items()},
+        "model": objective.state_for_checkpoint(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else {},
@@ -250,152 +175,204 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast("cpu", enabled=False)
 
 
+def load_dataset(cfg: TrainConfig, model_cfg: ModelConfig, di: DistInfo) -> PairDataset:
+    """The configured pairs; rank 0 first, since it may generate synthetic data that the others then read."""
+    if di.distributed and not di.is_main:
+        dist.barrier()
+    dataset = PairDataset.from_config(cfg.data, model_cfg, seed=cfg.seed)
+    if di.distributed and di.is_main:
+        dist.barrier()
+    return dataset
+
+
+class TrainingRun:
+    """One training job's state between steps; each method is one named step of the loop."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, di: DistInfo, objective: Objective, dataset: PairDataset,
+                 progress: bool = True) -> None:
+        self.cfg, self.out, self.di, self.objective, self.dataset = cfg, out, di, objective, dataset
+        self.progress = progress
+        oc = cfg.optim
+        self.trainable = [p for p in objective.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(objective.param_groups(oc), lr=oc.lr, weight_decay=oc.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=max(1, oc.lr_drop_epoch),
+                                                         gamma=oc.lr_gamma)
+        self.use_amp = oc.amp and di.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if self.use_amp and not torch.cuda.is_bf16_supported() else None
+        self.sampler = EpochSampler(len(dataset), oc.batch_size, di.rank, di.world_size)
+        self.epoch, self.position, self.step = 0, 0, 0
+        self.losses: list[float] = []
+        self.last: dict[str, float] = {}
+        self.epoch_scalars: dict[str, float] = {}
+        self.ckpt_dir = out / "checkpoints"
+        self.wrapped: torch.nn.Module = objective
+        self.log: MetricsLog | None = None
+
+    # ------------------------------------------------------------------ setup
+    def resume(self, path: Path) -> None:
+        """Continue exactly where the checkpoint at ``path`` stopped."""
+        state = load_checkpoint(path)
+        if state["world_size"] != self.di.world_size:
+            raise TrainingError(f"checkpoint was written with {state['world_size']} processes, now "
+                                f"{self.di.world_size}: the data split per rank would change; resume with the same "
+                                "process count")
+        self.objective.load_from_checkpoint(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.position, self.step = int(state["epoch"]), int(state["position"]), int(state["step"])
+
+    def start(self) -> None:
+        """DDP wrapper, logs, and the resolved config next to the outputs."""
+        di = self.di
+        if di.distributed:
+            self.wrapped = DDP(self.objective, device_ids=[di.device.index] if di.device.type == "cuda" else None,
+                               find_unused_parameters=self.objective.find_unused_parameters)
+        self.log = MetricsLog(self.out, di.is_main)
+        if di.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        self.objective.train()
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> None:
+        """Epochs until ``optim.epochs`` or ``optim.max_steps``; a checkpoint at every epoch end (and at a stop)."""
+        self.start()
+        stop = False
+        while self.epoch < self.cfg.optim.epochs and not stop:
+            stop = self.run_epoch()
+            if not stop:
+                self.epoch += 1
+                self.position = 0
+                self.scheduler.step()
+            self.checkpoint()
+        self.log.close()
+        self.objective.end_training()
+        self.sync_buffers()
+
+    def run_epoch(self) -> bool:
+        """The rest of the current epoch; True when ``optim.max_steps`` was reached."""
+        cfg, oc, di = self.cfg, self.cfg.optim, self.di
+        self.sampler.set_epoch(self.epoch, self.position)
+        self.epoch_scalars = self.objective.begin_epoch(self.epoch)
+        loader = DataLoader(self.dataset, batch_size=oc.batch_size, sampler=self.sampler,
+                            num_workers=cfg.data.num_workers, drop_last=True, pin_memory=di.device.type == "cuda")
+        bar = tqdm(total=self.sampler.steps_per_epoch, initial=self.position // oc.batch_size,
+                   desc=f"epoch {self.epoch + 1}/{oc.epochs}", disable=not (di.is_main and self.progress),
+                   leave=False, dynamic_ncols=True)
+        stop = False
+        t0 = time.perf_counter()
+        for batch in loader:
+            loss, stats = self.train_step(batch)
+            self.losses.append(loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+            if self.step % cfg.log_every == 0 or self.step == 1:
+                self.log_step(stats, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            if oc.max_steps and self.step >= oc.max_steps:
+                stop = True
+                break
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.checkpoint()
+        bar.close()
+        return stop
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, dict[str, torch.Tensor]]:
+        """Forward, backward and optimiser update of one batch; returns (loss, the objective's stats)."""
+        di = self.di
+        batch = _to_device(batch, di.device)
+        torch.manual_seed(_step_seed(self.cfg.seed, self.step, di.rank))
+        inputs = self.objective.step_inputs(self.step)
+        with _autocast(di.device, self.use_amp):
+            loss, stats = self.wrapped(batch, **inputs)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"non-finite loss {loss.item()} at step {self.step}")
+        self.optimise(loss)
+        self.step += 1
+        self.position += self.cfg.optim.batch_size
+        return float(loss.detach()), stats
+
+    def optimise(self, loss: torch.Tensor) -> None:
+        """Backward (scaled under fp16), gradient clipping, optimiser step."""
+        opt, scaler, clip = self.optimizer, self.scaler, self.cfg.optim.grad_clip
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+        else:
+            loss.backward()
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.trainable, clip)
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+
+    def log_step(self, stats: dict[str, torch.Tensor], seconds: float) -> None:
+        """The objective's stats (loss averaged over ranks), LR, throughput and the epoch's schedule scalars."""
+        di = self.di
+        scal = {k: float(v) for k, v in stats.items()}
+        if di.distributed:
+            t = torch.tensor([scal["loss"]], device=di.device)
+            dist.all_reduce(t)
+            scal["loss"] = float(t) / di.world_size
+        scal["lr"] = self.optimizer.param_groups[0]["lr"]
+        scal["samples_per_s"] = self.cfg.optim.batch_size * di.world_size / max(1e-9, seconds)
+        scal.update(self.epoch_scalars)
+        self.last = scal
+        self.log.log(self.step, self.epoch, scal)
+
+    # ------------------------------------------------------------------ state
+    def sync_buffers(self) -> None:
+        """BatchNorm running stats are updated per rank; DDP re-broadcasts rank 0's at each forward, do it now."""
+        if self.di.distributed:
+            for buf in self.objective.model.buffers():
+                dist.broadcast(buf, src=0)
+
+    def checkpoint(self) -> None:
+        """``checkpoints/step<N>.pt`` + ``latest.pt`` (a hard link) on rank 0; the oldest step files are removed."""
+        self.sync_buffers()
+        if self.di.is_main:
+            d = self.ckpt_dir
+            p = save_checkpoint(d / f"step{self.step:07d}.pt", self.objective, self.optimizer, self.scheduler,
+                                self.scaler, self.epoch, self.position, self.step, self.cfg, self.di.world_size)
+            (d / "latest.pt").unlink(missing_ok=True)
+            os.link(p, d / "latest.pt")
+            for old in sorted(d.glob("step*.pt"))[:-KEEP_CHECKPOINTS]:
+                old.unlink()
+        if self.di.distributed:
+            dist.barrier()
+
+    def export(self, command: str | None) -> Path | None:
+        """Rank 0 writes the model file; every rank waits for it."""
+        path = None
+        if self.di.is_main:
+            path = export_model(self.objective, self.out, self.cfg, self.step, self.epoch, self.losses, command)
+        if self.di.distributed:
+            dist.barrier()
+        return path
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = None, device: str | None = None,
           dataset: PairDataset | None = None, command: str | None = None, progress: bool = True) -> TrainResult:
     """Run (or continue) a training job; returns where the model file went and the loss history."""
-    out = Path(out_dir)
     di = init_distributed(device)
     torch.manual_seed(cfg.seed)
     objective = build_objective(cfg, di.device)
-    model = objective.model
-    if dataset is None:  # rank 0 first: it may generate synthetic data that the others then read
-        if di.distributed and not di.is_main:
-            dist.barrier()
-        dataset = PairDataset.from_config(cfg.data, model.cfg, seed=cfg.seed)
-        if di.distributed and di.is_main:
-            dist.barrier()
-    oc = cfg.optim
-    trainable = [p for p in objective.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(param_groups(model, oc.lr, oc.backbone_lr_mult, oc.weight_decay), lr=oc.lr,
-                                  weight_decay=oc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, oc.lr_drop_epoch), gamma=oc.lr_gamma)
-    use_amp = oc.amp and di.device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if use_amp and not torch.cuda.is_bf16_supported() else None
-    sampler = EpochSampler(len(dataset), oc.batch_size, di.rank, di.world_size)
-    epoch, position, step = 0, 0, 0
+    if dataset is None:
+        dataset = load_dataset(cfg, objective.model.cfg, di)
+    run = TrainingRun(cfg, Path(out_dir), di, objective, dataset, progress)
     if resume:
-        state = load_checkpoint(Path(resume))
-        if state["world_size"] != di.world_size:
-            raise TrainingError(f"checkpoint was written with {state['world_size']} processes, now {di.world_size}: "
-                                "the data split per rank would change; resume with the same process count")
-        model.load_state_dict(state["model"], strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
-        epoch, position, step = int(state["epoch"]), int(state["position"]), int(state["step"])
-    wrapped = objective
-    if di.distributed:
-        wrapped = DDP(objective, device_ids=[di.device.index] if di.device.type == "cuda" else None,
-                      find_unused_parameters=cfg.method == "compress")
-    log = MetricsLog(out, di.is_main)
-    if di.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    ckpt_dir = out / "checkpoints"
-    losses: list[float] = []
-    last: dict[str, float] = {}
-    steps_per_epoch = sampler.steps_per_epoch
-
-    def sync_buffers() -> None:
-        """BatchNorm running stats are updated per rank; DDP re-broadcasts rank 0's at each forward, do it now."""
-        if di.distributed:
-            for buf in objective.model.buffers():
-                dist.broadcast(buf, src=0)
-
-    def checkpoint(ep: int, pos: int) -> None:
-        sync_buffers()
-        if di.is_main:
-            p = save_checkpoint(ckpt_dir / f"step{step:07d}.pt", objective, optimizer, scheduler, scaler, ep, pos,
-                                step, cfg, di.world_size)
-            (ckpt_dir / "latest.pt").unlink(missing_ok=True)
-            os.link(p, ckpt_dir / "latest.pt")
-            for old in sorted(ckpt_dir.glob("step*.pt"))[:-KEEP_CHECKPOINTS]:
-                old.unlink()
-        if di.distributed:
-            dist.barrier()
-
-    stop = False
-    objective.train()
-    base_cfg = model.cfg
-    while epoch < oc.epochs and not stop:
-        sampler.set_epoch(epoch, position)
-        if base_cfg.ce_loc:  # candidate-elimination keep-rate warm-up (the forward reads model.cfg)
-            model.cfg = base_cfg.replace(ce_keep_ratio=ce_keep_rate(epoch, oc.ce_warmup_start, oc.ce_warmup_end,
-                                                                    base_cfg.ce_keep_ratio))
-        p_replace = replacement_probability(epoch + 1, oc.epochs, cfg.compress.p_init, cfg.compress.alpha1,
-                                            cfg.compress.alpha2)
-        loader = DataLoader(dataset, batch_size=oc.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
-                            drop_last=True, pin_memory=di.device.type == "cuda")
-        bar = tqdm(total=steps_per_epoch, initial=position // oc.batch_size, desc=f"epoch {epoch + 1}/{oc.epochs}",
-                   disable=not (di.is_main and progress), leave=False, dynamic_ncols=True)
-        t0 = time.perf_counter()
-        for batch in loader:
-            batch = _to_device(batch, di.device)
-            torch.manual_seed(_step_seed(cfg.seed, step, di.rank))
-            kwargs = {}
-            if cfg.method == "compress" and cfg.compress.replacement:
-                rng = np.random.default_rng([cfg.seed, step, 7])  # same draw on every rank
-                kwargs["use_student"] = sample_replacement(cfg.compress.student_depth, p_replace, rng)
-            with _autocast(di.device, use_amp):
-                loss, stats = wrapped(batch, **kwargs)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"non-finite loss {loss.item()} at step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            if oc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, oc.grad_clip)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            step += 1
-            position += oc.batch_size
-            lv = float(loss.detach())
-            losses.append(lv)
-            bar.update(1)
-            bar.set_postfix(loss=f"{lv:.3f}")
-            if step % cfg.log_every == 0 or step == 1:
-                scal = {k: float(v) for k, v in stats.items()}
-                if di.distributed:
-                    t = torch.tensor([scal["loss"]], device=di.device)
-                    dist.all_reduce(t)
-                    scal["loss"] = float(t) / di.world_size
-                scal["lr"] = optimizer.param_groups[0]["lr"]
-                scal["samples_per_s"] = oc.batch_size * di.world_size / max(1e-9, time.perf_counter() - t0)
-                if cfg.method == "compress":
-                    scal["p_replace"] = p_replace
-                last = scal
-                log.log(step, epoch, {k: v for k, v in scal.items()})
-            t0 = time.perf_counter()
-            if oc.max_steps and step >= oc.max_steps:
-                stop = True
-                break
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                checkpoint(epoch, position)
-        bar.close()
-        if not stop:
-            epoch += 1
-            position = 0
-            scheduler.step()
-        checkpoint(epoch, position)
-    log.close()
-    model.cfg = base_cfg
-    sync_buffers()
-    model_path = None
-    if di.is_main:
-        model_path = export_model(objective, out, cfg, step, epoch, losses, command)
-    if di.distributed:
-        dist.barrier()
-    return TrainResult(model_path, step, epoch, last, losses, model)
+        run.resume(Path(resume))
+    run.fit()
+    model_path = run.export(command)
+    return TrainResult(model_path, run.step, run.epoch, run.last, run.losses, objective.model)
 
 
-def export_model(objective, out: Path, cfg: TrainConfig, step: int, epoch: int, losses: list[float],
+def export_model(objective: Objective, out: Path, cfg: TrainConfig, step: int, epoch: int, losses: list[float],
                  command: str | None) -> Path:
     """Write ``out/model.safetensors`` with the training provenance in its info."""
     tail = losses[-20:]
@@ -408,12 +385,11 @@ def export_model(objective, out: Path, cfg: TrainConfig, step: int, epoch: int, 
             "data": [{"format": s.format, "root": s.root, "split": s.split, "weight": s.weight}
                      for s in cfg.data.sources],
             "config": cfg.to_dict(),
+            **objective.export_info(),
         }
     }
-    if cfg.method == "compress":
-        info["training"]["teacher"] = cfg.compress.teacher
     return save_model_file(objective.model, out / "model.safetensors", info=info)
 
 
-__all__ = ["DistInfo", "TrainResult", "TrainingError", "build_objective", "init_distributed", "init_from_file",
-           "load_checkpoint", "param_groups", "save_checkpoint", "train"]
+__all__ = ["DistInfo", "TrainResult", "TrainingError", "TrainingRun", "build_objective", "init_distributed",
+           "init_from_file", "load_checkpoint", "load_dataset", "param_groups", "save_checkpoint", "train"]
