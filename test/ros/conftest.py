@@ -43,10 +43,10 @@ def domain_id() -> int:
 
 @pytest.fixture(scope="session")
 def small_random_model(tmp_path_factory):
-    """dytrack_small with random weights: slower than a 100 Hz camera on CPU (latest-frame test)."""
+    """dytrack_small256 with random weights: slower than a 100 Hz camera on CPU (latest-frame test)."""
     from model_files import random_model_file
 
-    return random_model_file(tmp_path_factory.mktemp("models"), "dytrack_small", seed=2)
+    return random_model_file(tmp_path_factory.mktemp("models"), "dytrack_small256", seed=2)
 
 
 class RosRig:
