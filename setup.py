@@ -21,15 +21,25 @@ setup(
     description="Efficient transformer single-object tracking (DyTrack, CompressTracker) for ROS 2",
     packages=find_packages(include=[PKG, f"{PKG}.*"]),
     python_requires=">=3.10",
+    # What `import dytrack_ros.tracker` and Tracker.track() need (scripts/check_install.sh proves it in a
+    # clean venv). requirements.txt / constraints.txt pin the exact CPU torch build.
     install_requires=[
+        "torch>=2.1",
+        "opencv-contrib-python-headless>=4.8",
         "numpy>=1.26",
         "pyyaml>=6",
         "safetensors>=0.4",
         "tqdm>=4.66",
     ],
+    # Imported only when the named feature runs (simplejpeg and tensorboard are optional speed-up/logging
+    # paths; without them JPEGs decode through OpenCV and training logs only metrics.csv).
     extras_require={
         "onnx": ["onnx", "onnxruntime"],
         "plots": ["matplotlib"],
+        "synth": ["scikit-image"],
+        "jpeg": ["simplejpeg"],
+        "train": ["tensorboard"],
+        "bags": ["rosbags"],
     },
     data_files=[
         (f"share/{PKG}", ["package.xml"]),
@@ -44,4 +54,5 @@ setup(
         ],
     },
     license="Apache-2.0",
+    license_files=["LICENSE"],
 )
