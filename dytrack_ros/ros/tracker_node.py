@@ -33,9 +33,11 @@ from std_srvs.srv import Trigger
 
 from ..backends import BackendError
 from ..config import ConfigError, TrackerConfig
+from ..exit_policy import ExitPolicyError, parse_thresholds
 from ..model_io.model_file import ModelFileError
 from ..msg import TrackedTarget
 from ..paths import default_model_path
+from ..runtime_options import RuntimeOptions
 from ..srv import InitTarget
 from ..tracker import Tracker, TrackerInputError, TrackStatus
 from ..viz import draw_result
@@ -43,8 +45,7 @@ from . import diagnostics as diag
 from .frame_buffer import Frame, FrameBuffer, stamp_to_ns
 from .image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb, rgb_to_image
 from .node_stats import NodeStats
-from .parameters import (PARAMS, RUNTIME_TRACKER_PARAMS, SPECS, check_choice, check_exit_thresholds,
-                         descriptor_for, tracker_config_with)
+from .parameters import PARAMS, RUNTIME_TRACKER_PARAMS, SPECS, check_choice, descriptor_for, tracker_config_with
 
 NODE_NAME = "tracker_node"
 STATUS_CODES = {
@@ -75,8 +76,10 @@ class TrackerNode(Node):
                 raise NodeStartupError(reason)
 
         self._declaring = False
+        options = self._runtime_options()
+        tracker_config = self._declare_tracker_config()
         self.model_path = Path(self._static["model_path"] or default_model_path())
-        self.tracker = self._load_tracker(self.model_path)
+        self.tracker = self._load_tracker(self.model_path, options, tracker_config)
         self._model_thresholds = tuple(self.tracker.exit_thresholds)
 
         self.add_on_set_parameters_callback(self._validate_parameters)
@@ -140,13 +143,36 @@ class TrackerNode(Node):
             if spec.read_only:
                 self.declare_parameter(spec.name, spec.default, descriptor_for(spec))
 
+    def _runtime_options(self) -> RuntimeOptions:
+        """Backend, device, precision and CPU threads in the one object the backend loader applies (threads
+        included: the node never sets them itself)."""
+        try:
+            return RuntimeOptions(backend=self._static["backend"], device=self._static["device"],
+                                  precision=self._static["precision"], threads=int(self._static["cpu_threads"]))
+        except ConfigError as exc:
+            raise NodeStartupError(f"invalid parameters: {exc}") from exc
+
+    def _declare_tracker_config(self) -> TrackerConfig:
+        """Declare the status thresholds (before the model loads: they do not depend on it) and return the
+        tracker configuration they give. rclpy checks each declaration alone, so the thresholds, which
+        constrain each other, are checked together here."""
+        try:
+            for name in RUNTIME_TRACKER_PARAMS:
+                self.declare_parameter(name, SPECS[name].default, descriptor_for(SPECS[name]))
+        except Exception as exc:  # rclpy raises several types for rejected overrides
+            raise NodeStartupError(f"invalid parameter: {exc}") from exc
+        try:
+            values = {k: self.get_parameter(k).value for k in RUNTIME_TRACKER_PARAMS}
+            return tracker_config_with(TrackerConfig(), values)
+        except ConfigError as exc:
+            raise NodeStartupError(f"invalid parameters: {exc}") from exc
+
     def _declare_runtime_parameters(self) -> None:
-        # rclpy validates declarations one parameter at a time, so the status thresholds
-        # (which constrain each other) are checked together once all are declared.
+        """Declare the other runtime-changeable parameters; exit_thresholds defaults to the model's own."""
         self._declaring = True
         try:
             for spec in PARAMS:
-                if spec.read_only:
+                if spec.read_only or self.has_parameter(spec.name):
                     continue
                 default = spec.default
                 if spec.name == "exit_thresholds":  # the model's stored thresholds (typed double array)
@@ -156,19 +182,12 @@ class TrackerNode(Node):
             raise NodeStartupError(f"invalid parameter: {exc}") from exc
         finally:
             self._declaring = False
-        try:
-            tracker_config_with(self.tracker.config,
-                                {k: self.get_parameter(k).value for k in RUNTIME_TRACKER_PARAMS})
-        except ConfigError as exc:
-            raise NodeStartupError(f"invalid parameters: {exc}") from exc
 
-    def _load_tracker(self, path: Path) -> Tracker:
+    def _load_tracker(self, path: Path, options: RuntimeOptions, config: TrackerConfig) -> Tracker:
         if not path.is_file():
             raise NodeStartupError(f"model file not found: {path} (set the model_path parameter)")
         try:
-            tracker = Tracker.from_model(path, backend=self._static["backend"], device=self._static["device"],
-                                         precision=self._static["precision"], config=TrackerConfig(),
-                                         threads=int(self._static["cpu_threads"]) or None)
+            tracker = Tracker.from_model(path, options=options, config=config)
         except (BackendError, ModelFileError, ConfigError, ValueError, OSError) as exc:
             raise NodeStartupError(f"cannot load model {path}: {exc}") from exc
         # warm-up: the first forward pass is slow (allocations); keep it out of the first real frame
@@ -194,8 +213,11 @@ class TrackerNode(Node):
     def _validate_parameters(self, params) -> SetParametersResult:
         changes = {p.name: p.value for p in params if p.name in SPECS}
         reason = None
-        if "exit_thresholds" in changes:
-            reason = check_exit_thresholds(list(changes["exit_thresholds"] or []), len(self.tracker.exit_layers))
+        if "exit_thresholds" in changes:  # the one convention: what parse_thresholds accepts
+            try:
+                parse_thresholds(list(changes["exit_thresholds"] or []), self.tracker.exit_policy.num_exits)
+            except ExitPolicyError as exc:
+                reason = f"exit_thresholds: {exc}"
         if reason is None and not self._declaring and any(k in changes for k in RUNTIME_TRACKER_PARAMS):
             try:
                 tracker_config_with(self.tracker.config, changes)
@@ -214,9 +236,8 @@ class TrackerNode(Node):
             return  # applied once, together, after the declaration
         changes = {p.name: p.value for p in params if p.name in SPECS}
         with self._lock:
-            if "exit_thresholds" in changes and self.tracker.exit_layers:
-                values = list(changes["exit_thresholds"] or []) or list(self._model_thresholds)
-                self.tracker.set_exit_thresholds(values)
+            if "exit_thresholds" in changes and self.tracker.exit_policy.num_exits:
+                self.tracker.set_exit_thresholds(list(changes["exit_thresholds"]))
             if any(k in changes for k in RUNTIME_TRACKER_PARAMS):
                 self.tracker.set_config(tracker_config_with(self.tracker.config, changes))
             if "publish_debug_image" in changes:

@@ -15,7 +15,7 @@ from dytrack_ros.ros import diagnostics as diag
 from dytrack_ros.ros.frame_buffer import Frame, FrameBuffer
 from dytrack_ros.ros.image_conversion import (ImageConversionError, compressed_to_rgb, image_to_rgb,
                                               rgb_to_compressed, rgb_to_image)
-from dytrack_ros.ros.parameters import PARAMS, check_exit_thresholds, descriptor_for, tracker_config_with
+from dytrack_ros.ros.parameters import PARAMS, descriptor_for, tracker_config_with
 
 RGB = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
 
@@ -114,10 +114,6 @@ def test_health_levels():
 
 
 def test_parameter_checks_and_descriptors():
-    assert check_exit_thresholds([0.5, 0.5, 0.0], 3) is None
-    assert "needs 3" in check_exit_thresholds([0.5], 3)
-    assert "[0, 1]" in check_exit_thresholds([0.5, float("nan"), 0.0], 3)
-    assert "no early exits" in check_exit_thresholds([0.5], 0)
     cfg = tracker_config_with(TrackerConfig(), {"uncertain_threshold": 0.4, "lost_threshold": 0.1})
     assert (cfg.uncertain_threshold, cfg.lost_threshold) == (0.4, 0.1)
     with pytest.raises(ConfigError, match="lost_threshold"):

@@ -197,7 +197,7 @@ def test_parameters_validated_at_runtime(rig, tiny_dytrack_file, sequence):
     assert c.set_parameters({"exit_thresholds": [0.3, 0.5, 0.0]}) == [(True, "")]
     assert c.get_parameters(["exit_thresholds"])["exit_thresholds"] == pytest.approx([0.3, 0.5, 0.0])
     ok, reason = c.set_parameters({"exit_thresholds": [0.3, 0.5]})[0]
-    assert not ok and "needs 3 values" in reason
+    assert not ok and "give 3 exit thresholds (one per exit) or a single value" in reason
     ok, reason = c.set_parameters({"exit_thresholds": [0.3, 1.5, 0.0]})[0]
     assert not ok and "[0, 1]" in reason
     ok, reason = c.set_parameters({"exit_thresholds": [math.nan, 0.5, 0.0]})[0]
@@ -219,6 +219,21 @@ def test_parameters_validated_at_runtime(rig, tiny_dytrack_file, sequence):
     assert c.wait_until(lambda: c.latest_diagnostics(after=t) is not None, 3)
     d = c.latest_diagnostics(after=t)
     assert d["exit thresholds"] == "[0.3, 0.5, 0.0]" and d["uncertain threshold"] == "0.100"
+
+
+def test_exit_thresholds_follow_the_one_convention(rig, tiny_dytrack_file):
+    """A single value sets every early exit, at start-up and at runtime, as parse_thresholds defines it."""
+    rig.start_node(tiny_dytrack_file, params={"exit_thresholds": [0.6]})
+    c = rig.client(publish_images=False)
+    c.wait_for_tracker()
+    t = time.monotonic()
+    assert c.wait_until(lambda: c.latest_diagnostics(after=t) is not None, 5)
+    assert c.latest_diagnostics(after=t)["exit thresholds"] == "[0.6, 0.6, 0.0]"
+    assert c.set_parameters({"exit_thresholds": [0.4]}) == [(True, "")]
+    t = time.monotonic()
+    assert c.wait_until(lambda: (c.latest_diagnostics(after=t) or {}).get("exit thresholds") == "[0.4, 0.4, 0.0]", 5)
+    ok, reason = c.set_parameters({"exit_thresholds": [0.5, 0.5]})[0]
+    assert not ok and "give 3 exit thresholds" in reason
 
 
 def _image(height, width, encoding, step, data, stamp_ns, frame_id="cam"):
