@@ -12,6 +12,7 @@ the table::
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -54,10 +55,16 @@ def yaml_value(value: Any) -> str:
     raise TypeError(f"no YAML form for {value!r}")
 
 
+# Words some YAML readers (YAML 1.1, the ROS parameter parser) take for booleans or null.
+_YAML_KEYWORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
+
+
 def _plain_yaml_string(value: str) -> bool:
+    """Whether ``value`` reads back as the same string without quotes in every YAML reader involved."""
     import yaml
 
-    return yaml.safe_load(value) == value and "#" not in value and ": " not in value
+    return (re.fullmatch(r"[A-Za-z_/.][A-Za-z0-9_./:+-]*", value) is not None
+            and value.lower() not in _YAML_KEYWORDS and yaml.safe_load(value) == value)
 
 
 def _quoted(value: str) -> str:
@@ -130,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.readme:
         sys.stdout.write(readme_table())
     else:
+        if not (YAML_PATH.is_file() and README_PATH.is_file()):
+            ap.error(f"--write needs a source checkout (no {YAML_PATH} or {README_PATH})")
         YAML_PATH.write_text(yaml_text())
         README_PATH.write_text(readme_with_table(README_PATH.read_text()))
         print(f"wrote {YAML_PATH} and the table in {README_PATH}")
