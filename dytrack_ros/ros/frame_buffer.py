@@ -27,12 +27,21 @@ class Frame:
     decode: Callable[[], np.ndarray]  # -> RGB uint8 (H, W, 3); may raise ImageConversionError
     ready_time: float = 0.0  # time.monotonic() when converted and handed to the buffer
     seq: int = 0  # arrival order, set by the node (robust to stamps that jump back, e.g. looped bags)
+    # False for frames that decode from small compressed data: the ring then keeps only the data and drops the
+    # decoded array once a newer frame arrives (15 decoded 6000x6000 frames held 1.6 GB)
+    keep_decoded: bool = True
     _rgb: np.ndarray | None = field(default=None, repr=False)
 
     def rgb(self) -> np.ndarray:
-        if self._rgb is None:
-            self._rgb = self.decode()
-        return self._rgb
+        rgb = self._rgb
+        if rgb is None:
+            rgb = self._rgb = self.decode()
+        return rgb
+
+    def release(self) -> None:
+        """Drop the decoded array if it can be decoded again (``keep_decoded`` false)."""
+        if not self.keep_decoded:
+            self._rgb = None
 
 
 def stamp_to_ns(stamp) -> int:
@@ -55,6 +64,8 @@ class FrameBuffer:
 
     def push(self, frame: Frame) -> None:
         with self._cond:
+            for older in self._ring:
+                older.release()
             self._ring.append(frame)
             if self._pending is not None and self.count_drops:
                 self.dropped += 1

@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..image_limits import DEFAULT_MAX_IMAGE_PIXELS, ImageSizeError, check_encoded_image, check_image_size
+
 # encoding -> (channels, cv2 conversion to RGB or None)
 _ENCODINGS = {
     "rgb8": (3, None),
@@ -25,11 +27,13 @@ class ImageConversionError(ValueError):
     """An image message cannot be turned into an RGB frame (encoding, size or data length)."""
 
 
-def image_to_rgb(msg) -> np.ndarray:
+def image_to_rgb(msg, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """RGB uint8 (H, W, 3) array from a ``sensor_msgs/Image``.
 
     For ``rgb8`` without padding the result is a read-only view of ``msg.data``
-    (no copy); other encodings and padded rows produce a new array.
+    (no copy); other encodings and padded rows produce a new array. The declared
+    size is checked against ``max_pixels`` and the data length before anything
+    is allocated.
     """
     enc = str(msg.encoding).lower()
     if enc not in _ENCODINGS:
@@ -39,6 +43,10 @@ def image_to_rgb(msg) -> np.ndarray:
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"zero-size image ({width}x{height})")
+    try:
+        check_image_size(width, height, max_pixels)
+    except ImageSizeError as exc:
+        raise ImageConversionError(str(exc)) from None
     row_bytes = width * channels
     if step < row_bytes:
         raise ImageConversionError(f"step {step} is smaller than width*channels = {row_bytes} for {enc}")
@@ -53,11 +61,19 @@ def image_to_rgb(msg) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(img), code)
 
 
-def compressed_to_rgb(msg) -> np.ndarray:
-    """RGB uint8 (H, W, 3) array from a ``sensor_msgs/CompressedImage`` (JPEG/PNG)."""
+def compressed_to_rgb(msg, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """RGB uint8 (H, W, 3) array from a ``sensor_msgs/CompressedImage`` (JPEG/PNG).
+
+    The size stated in the header is checked against ``max_pixels`` before the
+    decoder allocates it; data without a readable JPEG/PNG header is refused.
+    """
     buf = np.frombuffer(msg.data, dtype=np.uint8)
     if buf.size == 0:
         raise ImageConversionError("compressed image has no data")
+    try:
+        check_encoded_image(memoryview(buf), max_pixels)
+    except ImageSizeError as exc:
+        raise ImageConversionError(str(exc)) from None
     bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if bgr is None or bgr.size == 0:
         raise ImageConversionError(f"cannot decode compressed image (format '{msg.format}', {buf.size} bytes)")

@@ -53,13 +53,18 @@ def map_box_back(box_cxcywh_norm: np.ndarray, prev_box_xywh, crop_size: float) -
 
 
 def clip_box(box_xywh, height: int, width: int, margin: int = 10) -> tuple[float, float, float, float]:
-    """OSTrack ``clip_box``: keep at least ``margin`` pixels of the box inside the image."""
+    """OSTrack ``clip_box``: keep at least ``margin`` pixels of the box inside the image.
+
+    On an image narrower (lower) than ``margin`` the margin shrinks to the image's width (height):
+    OSTrack's formula would put the box partly outside, e.g. x = -9 on a 1-pixel-wide image.
+    """
+    mx, my = min(margin, width), min(margin, height)
     x1, y1, w, h = box_xywh
     x2, y2 = x1 + w, y1 + h
-    x1 = min(max(0, x1), width - margin)
-    x2 = min(max(margin, x2), width)
-    y1 = min(max(0, y1), height - margin)
-    y2 = min(max(margin, y2), height)
-    w = max(margin, x2 - x1)
-    h = max(margin, y2 - y1)
+    x1 = min(max(0, x1), width - mx)
+    x2 = min(max(mx, x2), width)
+    y1 = min(max(0, y1), height - my)
+    y2 = min(max(my, y2), height)
+    w = max(mx, x2 - x1)
+    h = max(my, y2 - y1)
     return (x1, y1, w, h)

@@ -39,13 +39,8 @@ def crop_square(frame: np.ndarray, box_xywh, factor: float) -> tuple[np.ndarray,
     replaced by zeros. Rounding of the crop origin is Python's round-half-even.
     Returns (region, crop side in pixels).
     """
-    x, y, w, h = (float(v) for v in box_xywh)
-    crop_sz = math.ceil(math.sqrt(w * h) * factor)
-    if crop_sz < 1:
-        raise ValueError(f"box {box_xywh} too small to crop")
+    x1, y1, crop_sz = crop_geometry(frame.shape, box_xywh, factor)
     H, W = frame.shape[:2]
-    x1 = round(x + 0.5 * w - crop_sz * 0.5)
-    y1 = round(y + 0.5 * h - crop_sz * 0.5)
     x2, y2 = x1 + crop_sz, y1 + crop_sz
     x1_pad, y1_pad = max(0, -x1), max(0, -y1)
     x2_pad, y2_pad = max(x2 - W + 1, 0), max(y2 - H + 1, 0)
@@ -62,8 +57,53 @@ def resize_square(region: np.ndarray, output_size: int) -> np.ndarray:
     return cv2.resize(region, (output_size, output_size))
 
 
+# Largest crop side materialised at image resolution (4096^2 x 3 bytes = 48 MiB). The crop side grows with
+# the box (search factor 4: a 8000 px box asked for a 32000 px, 3 GB crop, mostly zero padding); above this
+# side the output patch is sampled straight from the image instead (:func:`sample_square`).
+MAX_EXACT_CROP_SIDE = 4096
+
+
+def crop_geometry(frame_shape: tuple[int, ...], box_xywh, factor: float) -> tuple[int, int, int]:
+    """(x1, y1, crop side) of the square crop :func:`crop_square` takes, without allocating it."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    crop_sz = math.ceil(math.sqrt(w * h) * factor)
+    if crop_sz < 1:
+        raise ValueError(f"box {tuple(box_xywh)} too small to crop")
+    return round(x + 0.5 * w - crop_sz * 0.5), round(y + 0.5 * h - crop_sz * 0.5), crop_sz
+
+
+def sample_square(frame: np.ndarray, box_xywh, factor: float, output_size: int) -> Crop:
+    """:func:`sample_target` without the image-resolution crop: memory O(output + image), whatever the box.
+
+    Each output pixel is sampled bilinearly at the position ``cv2.resize`` of the padded crop would
+    sample, from the same image region (the right/bottom ``+1`` padding quirk included), with zeros
+    outside it; pixel values can differ from the exact path by rounding (OpenCV's fixed-point
+    interpolation), not by position. Meant for crops larger than the output (downscaling), the only case
+    :func:`sample_target` uses it for: when upscaling, ``cv2.resize`` repeats the crop's edge pixels where
+    this samples zeros.
+    """
+    x1, y1, crop_sz = crop_geometry(frame.shape, box_xywh, factor)
+    H, W = frame.shape[:2]
+    x2, y2 = x1 + crop_sz, y1 + crop_sz
+    x1_pad, y1_pad = max(0, -x1), max(0, -y1)
+    x2_pad, y2_pad = max(x2 - W + 1, 0), max(y2 - H + 1, 0)
+    roi = frame[y1 + y1_pad:y2 - y2_pad, x1 + x1_pad:x2 - x2_pad]
+    if roi.size == 0:
+        return Crop(np.zeros((output_size, output_size, frame.shape[2]), frame.dtype), crop_sz, output_size)
+    k = crop_sz / output_size  # crop pixels per output pixel
+    # output pixel d samples the padded crop at (d + 0.5) * k - 0.5, i.e. the region at that minus its offset
+    to_roi = np.array([[k, 0.0, 0.5 * k - 0.5 - x1_pad], [0.0, k, 0.5 * k - 0.5 - y1_pad]], dtype=np.float64)
+    patch = cv2.warpAffine(np.ascontiguousarray(roi), to_roi, (output_size, output_size),
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=0)
+    return Crop(patch, crop_sz, output_size)
+
+
 def sample_target(frame: np.ndarray, box_xywh, factor: float, output_size: int) -> Crop:
-    """OSTrack's ``sample_target``: :func:`crop_square` then :func:`resize_square`."""
+    """OSTrack's ``sample_target``: :func:`crop_square` then :func:`resize_square`; crops larger than
+    :data:`MAX_EXACT_CROP_SIDE` go through :func:`sample_square` (bounded memory)."""
+    if crop_geometry(frame.shape, box_xywh, factor)[2] > MAX_EXACT_CROP_SIDE:
+        return sample_square(frame, box_xywh, factor, output_size)
     region, crop_sz = crop_square(frame, box_xywh, factor)
     return Crop(resize_square(region, output_size), crop_sz, output_size)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +20,7 @@ from ..exit_policy import ExitPolicy
 from ..runtime_options import RuntimeOptions
 from .postprocess import clip_box, decode, map_box_back
 from .preprocess import Crop, normalize, sample_target
+from .status import StatusWindow, TrackStatus
 
 
 class TrackerInputError(ValueError):
@@ -31,10 +31,17 @@ class TrackerStateError(RuntimeError):
     """The call is not valid in the tracker's current state (e.g. track() before initialize())."""
 
 
-class TrackStatus(str, Enum):
-    TRACKING = "tracking"
-    UNCERTAIN = "uncertain"
-    LOST = "lost"
+class TrackerOutputError(RuntimeError):
+    """The network answered with non-finite numbers (NaN/inf), typically from broken weights; the tracker
+    state is unchanged and nothing of that frame may be reported as a box or score."""
+
+
+# Init boxes: a side below one pixel gives no crop to learn a template from (1e-300 underflowed to a
+# zero-pixel crop); a side far beyond the image is not a target in it (1e200 overflowed the crop
+# arithmetic, 30000 px asked for a 10 GB crop). The factor leaves room for a close-up target that
+# extends past the image borders.
+MIN_BOX_SIDE = 1.0
+MAX_BOX_TO_IMAGE = 10.0
 
 
 @dataclass(frozen=True)
@@ -91,9 +98,14 @@ def validate_box(box, height: int, width: int) -> tuple[float, float, float, flo
         raise TrackerInputError(f"box has non-finite values: {values}")
     x, y, w, h = values
     if w <= 0 or h <= 0:
-        raise TrackerInputError(f"box width and height must be positive, got w={w}, h={h}")
+        raise TrackerInputError(f"box width and height must be positive, got w={w:g}, h={h:g}")
+    if w < MIN_BOX_SIDE or h < MIN_BOX_SIDE:
+        raise TrackerInputError(f"box width and height must be at least {MIN_BOX_SIDE:g} pixel, got w={w:g}, h={h:g}")
+    if w > MAX_BOX_TO_IMAGE * width or h > MAX_BOX_TO_IMAGE * height:
+        raise TrackerInputError(f"box size {w:g}x{h:g} is more than {MAX_BOX_TO_IMAGE:g} times the "
+                                f"{width}x{height} image")
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        raise TrackerInputError(f"box {values} lies entirely outside the {width}x{height} image")
+        raise TrackerInputError(f"box ({x:g}, {y:g}, {w:g}, {h:g}) lies entirely outside the {width}x{height} image")
     return values
 
 
@@ -106,7 +118,7 @@ class Tracker:
         self.model_config = backend.config
         self._state: tuple[float, float, float, float] | None = None
         self._frame_index = 0
-        self._low_count = 0
+        self._status = StatusWindow()
 
     @classmethod
     def from_model(cls, model: str | Path, options: RuntimeOptions | None = None, config: TrackerConfig | None = None,
@@ -163,7 +175,7 @@ class Tracker:
     def reset(self) -> None:
         self._state = None
         self._frame_index = 0
-        self._low_count = 0
+        self._status.reset()
 
     def initialize(self, frame: np.ndarray, box_xywh: Sequence[float]) -> None:
         frame = validate_frame(frame)
@@ -173,7 +185,7 @@ class Tracker:
         self.backend.set_template(normalize(crop.patch))
         self._state = box
         self._frame_index = 0
-        self._low_count = 0
+        self._status.reset()
 
     def track(self, frame: np.ndarray, trace: bool = False) -> TrackResult:
         """Track one frame. ``trace=True`` evaluates every exit (no compute saved) and reports each exit's
@@ -194,13 +206,18 @@ class Tracker:
             outs, out = (), self.backend.infer(search)
         t2 = time.perf_counter()
         box, score = self._decode(out, crop)
+        if not (math.isfinite(score) and all(math.isfinite(v) for v in box)):
+            raise TrackerOutputError(
+                f"the network gave a non-finite result at exit layer {out.exit_layer} (score {score}, "
+                f"box {tuple(float(v) for v in box)}): the model weights are likely broken; nothing is reported "
+                "for this frame and the target state is kept")
         candidates = ()
         if trace:
             decoded = [self._decode(o, crop) if o is not out else (box, score) for o in outs]
             candidates = tuple(ExitCandidate(o.exit_index, o.exit_layer, o.pred_iou, b, s)
                                for o, (b, s) in zip(outs, decoded))
         box = clip_box(box, frame.shape[0], frame.shape[1], self.config.clip_margin)
-        status = self._update_status(score)
+        status = self._status.update(score, self.config)
         self._state = box
         self._frame_index += 1
         t3 = time.perf_counter()
@@ -214,14 +231,3 @@ class Tracker:
         box_norm, score = decode(out.score_map, out.size_map, out.offset_map, self.config.use_hann_window)
         box = map_box_back(box_norm, self._state, self.model_config.search_size / crop.resize_factor)
         return box, score
-
-    def _update_status(self, score: float) -> TrackStatus:
-        c = self.config
-        if score >= c.uncertain_threshold:
-            self._low_count = 0
-            return TrackStatus.TRACKING
-        if score < c.lost_threshold:
-            self._low_count += 1
-            return TrackStatus.LOST if self._low_count >= c.lost_after_frames else TrackStatus.UNCERTAIN
-        self._low_count = 0
-        return TrackStatus.UNCERTAIN
