@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 
 import cv2
 import numpy as np
@@ -12,7 +13,7 @@ from dytrack_ros.cli import main
 from dytrack_ros.data import load_dataset
 from dytrack_ros.data.synth import generate_dataset
 from dytrack_ros.eval.plots import plot_curves, plot_tradeoff
-from dytrack_ros.eval.runner import RunnerError, TrackerSpec, run_tracker
+from dytrack_ros.eval.runner import NullEvalTracker, RunnerError, TrackerSpec, run_sequence, run_tracker
 from dytrack_ros.eval.score import ScoreError, score_results
 
 SIZE = (192, 144)
@@ -63,11 +64,38 @@ def test_result_files_and_oracle_score(synth_root, tmp_path):
     sc = score_results(seqs, oracle)
     vis = [s.visible.mean() for s in seqs]
     assert sc.ope.auc == pytest.approx(np.mean(vis) * 20 / 21 * 100)
-    assert sc.got10k.ao == pytest.approx(1.0)
+    assert sc.got10k.ao == pytest.approx(100.0)  # percent, like AUC
     assert sc.ope.precision == pytest.approx(np.mean(vis) * 100)
     hard = [s for s in seqs if "hard" in s.name][0]
     assert not hard.visible.all()  # the hard sequence has invisible frames that count as failures
     assert sc.per_attribute["similar_distractors"]["num_sequences"] == 1
+
+
+class ThreadCountingTracker(NullEvalTracker):
+    """Records how many Python threads are alive while each frame is being tracked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def initialize(self, frame, box) -> None:
+        self.threads.append(threading.active_count())
+        super().initialize(frame, box)
+
+    def track(self, frame):
+        self.threads.append(threading.active_count())
+        return super().track(frame)
+
+
+def test_no_frame_decoding_runs_beside_the_timed_tracker(synth_root, tmp_path):
+    """A decoder thread running during track() competes for the tracker's cores and inflates _time.txt."""
+    seq = load_dataset("got10k", synth_root, "val")[0]
+    tracker = ThreadCountingTracker()
+    before = threading.active_count()
+    run = run_sequence(tracker, seq, tmp_path)
+    assert run.frames == len(seq) and len(tracker.threads) == len(seq)
+    assert set(tracker.threads) == {before}
+    assert len(np.loadtxt(tmp_path / f"{seq.name}_time.txt")) == len(seq)
 
 
 def test_resume_skips_finished_and_refuses_other_tracker(synth_root, tmp_path):

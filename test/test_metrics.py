@@ -101,17 +101,56 @@ def test_got10k_drops_first_frame_and_pools_frames():
     np.testing.assert_allclose(ious_a, [1.0, 1 / 3], atol=1e-9)
     ious_b = M.got10k_sequence_ious(gt[:2], gt[:2], bound=(100, 100))
     r = M.got10k_from_ious([ious_a, ious_b])
-    # pooled frame-weighted: (1 + 1/3 + 1)/3
-    assert r.ao == pytest.approx((1 + 1 / 3 + 1) / 3)
-    assert r.sr50 == pytest.approx(2 / 3) and r.sr75 == pytest.approx(2 / 3)
+    # pooled frame-weighted: (1 + 1/3 + 1)/3, in percent like every other score
+    assert r.ao == pytest.approx((1 + 1 / 3 + 1) / 3 * 100)
+    assert r.sr50 == pytest.approx(200 / 3) and r.sr75 == pytest.approx(200 / 3)
+    assert r.per_sequence_ao == pytest.approx([(1 + 1 / 3) / 2 * 100, 100.0])
     assert r.num_frames == 3 and len(r.success_curve) == 101
 
 
 def test_speed_and_depth():
     sd = M.speed_and_depth([np.array([1.0, 0.1, 0.1]), np.array([2.0, 0.2])], [np.array([0, 2, 4]), np.array([0, 4])])
     assert sd.fps == pytest.approx(3 / 0.4)
+    assert sd.ms_per_frame == pytest.approx(400 / 3)
     assert sd.mean_layers == pytest.approx(10 / 3)
     assert sd.exit_histogram == {2: 1, 4: 2}
+
+
+def test_speed_unmeasured_is_none_not_zero():
+    sd = M.speed_and_depth([])
+    assert sd.fps is None and sd.ms_per_frame is None and sd.mean_layers is None
+    assert sd.to_dict()["fps"] is None
+    with pytest.raises(M.MetricInputError, match="finite and >= 0"):
+        M.speed_and_depth([np.array([0.1, -0.2])])
+    with pytest.raises(M.MetricInputError, match="exit layers"):
+        M.speed_and_depth([np.array([0.1, 0.2])], [np.array([0, -1])])
+
+
+def test_iou_clipped_to_one_on_float_boxes():
+    box = np.array([[318.48, 107.91, 15.74, 12.31]])
+    # unclipped, the pixel-inclusive "- 1 ... + 1" rounds and identical boxes overlap by more than 1
+    sz = (box[:, :2] + box[:, 2:] - 1.0) - box[:, :2] + 1.0
+    inter = sz.prod()
+    assert inter / (2 * box[0, 2] * box[0, 3] - inter) > 1.0
+    assert M.iou_pixel(box, box)[0] == 1.0
+    gt = np.repeat(box, 5, axis=0)
+    r = M.ope_scores([gt], [gt])
+    # strict IoU > 1.0 never succeeds: a perfect tracker scores 20/21 of the thresholds
+    assert r.success_curve[-1] == 0.0
+    assert r.auc == pytest.approx(20 / 21 * 100)
+
+
+def test_negative_size_and_nonfinite_predictions_refused():
+    gt = np.tile([[10.0, 10.0, 20.0, 20.0]], (3, 1))
+    pred = gt.copy()
+    pred[2] = [30, 10, -20, 20]  # its pixel-inclusive centre equals the GT's
+    with pytest.raises(M.MetricInputError, match=r"negative width or height \(frame 3"):
+        M.sequence_errors(pred, gt)
+    with pytest.raises(M.MetricInputError, match="negative width or height"):
+        M.got10k_sequence_ious(pred, gt, bound=(100, 100))
+    pred[2] = [np.inf, 10, 20, 20]
+    with pytest.raises(M.MetricInputError, match=r"infinite values \(frame 3"):
+        M.sequence_errors(pred, gt)
 
 
 def _ensure_got10k():

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from .common import add_model_options, parse_floats, runtime_options_from_args
-from .score_cmd import add_dataset_options, parse_sequences
+from .score_cmd import add_dataset_options, add_repair_option, parse_sequences
 
 
 def add_parser(sub) -> None:
@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
     r.add_argument("--no-score", action="store_true", help="only run; do not score at the end")
     r.add_argument("--report", default=None, metavar="DIR", help="report folder (default: <results>/report)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_repair_option(r)
     p.set_defaults(func=run)
 
 
@@ -70,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
                 print("this split has first-frame ground truth only: results written, scoring skipped "
                       "(submit them to the benchmark server)")
                 return 0
-            score_and_report(seqs, [results], args.report or str(results / "report"), dataset_name)
+            score_and_report(seqs, [results], args.report or str(results / "report"), dataset_name,
+                             repair_invalid=args.repair_invalid)
     except (DatasetError, RunnerError, ScoreError, MetricInputError, BackendError, ModelFileError, ValueError,
             OSError) as exc:
         print(f"dytrack eval: error: {exc}", file=sys.stderr)

@@ -20,6 +20,14 @@ def add_dataset_options(p: argparse.ArgumentParser) -> None:
                    help="only these sequences (comma-separated names, or @FILE with one name per line)")
 
 
+def add_repair_option(p: argparse.ArgumentParser) -> None:
+    """--repair-invalid (shared with dytrack eval)."""
+    p.add_argument("--repair-invalid", action="store_true",
+                   help="score result files that hold invalid boxes (NaN/inf, negative width or height) by replacing "
+                        "each such row with the previous valid box of the file (row 1: the ground-truth init box); "
+                        "prints how many rows were replaced per file. Without it such files are refused")
+
+
 def parse_sequences(text: str | None) -> list[str] | None:
     if not text:
         return None
@@ -45,10 +53,12 @@ def add_parser(sub) -> None:
                    help="where to write the report (default: <first results folder>/report)")
     p.add_argument("--allow-missing", action="store_true",
                    help="score sequences that have results and list the others instead of failing")
+    add_repair_option(p)
     p.set_defaults(func=run)
 
 
-def score_and_report(sequences, result_dirs, report_dir, dataset: str, labels=None, allow_missing=False) -> list:
+def score_and_report(sequences, result_dirs, report_dir, dataset: str, labels=None, allow_missing=False,
+                     repair_invalid=False) -> list:
     """Score every result folder and write the report; returns the scores."""
     from ..eval.report import write_report
     from ..eval.score import expand_result_dirs, score_results
@@ -56,8 +66,13 @@ def score_and_report(sequences, result_dirs, report_dir, dataset: str, labels=No
     dirs = expand_result_dirs(result_dirs)
     if labels and len(labels) != len(dirs):
         raise ValueError(f"{len(labels)} labels for {len(dirs)} result folders")
-    scores = [score_results(sequences, d, label=(labels[i] if labels else None), allow_missing=allow_missing)
+    scores = [score_results(sequences, d, label=(labels[i] if labels else None), allow_missing=allow_missing,
+                            repair_invalid=repair_invalid)
               for i, d in enumerate(dirs)]
+    for s in scores:
+        for path, lines in s.repaired.items():
+            shown = ",".join(str(n) for n in lines[:10]) + (",..." if len(lines) > 10 else "")
+            print(f"repaired {len(lines)} invalid row(s) in {path} (lines {shown}): previous valid box")
     paths = write_report(scores, report_dir, dataset)
     from ..eval.report import markdown_tables
 
@@ -76,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         report = args.report or str(Path(args.results[0]) / "report")
         labels = [s.strip() for s in args.labels.split(",")] if args.labels else None
         score_and_report(seqs, args.results, report, f"{args.format} {Path(args.root).name}"
-                         + (f" ({args.split})" if args.split else ""), labels, args.allow_missing)
+                         + (f" ({args.split})" if args.split else ""), labels, args.allow_missing,
+                         args.repair_invalid)
     except (DatasetError, ScoreError, MetricInputError, ValueError, OSError) as exc:
         print(f"dytrack score: error: {exc}", file=sys.stderr)
         return 2

@@ -7,8 +7,11 @@ and normalised precision@0.20, as OSTrack-family papers report them on LaSOT,
 TrackingNet, OTB:
 
 - IoU is pixel-inclusive: ``br = xy + wh - 1``, ``inter = prod(max(min(br) - max(tl) + 1, 0))``,
-  ``union = w*h + w'*h' - inter``. (Algebraically this is the continuous
-  box IoU, so it equals got10k's ``rect_iou`` on the same boxes.)
+  ``union = w*h + w'*h' - inter``, clipped to ``[0, 1]``. (Algebraically this
+  is the continuous box IoU, so it equals got10k's ``rect_iou`` on the same
+  boxes. On float boxes the ``- 1 ... + 1`` rounds, so identical boxes can
+  give ``1 + 1e-15``; unclipped, that would pass the strict ``IoU > 1``
+  threshold that no prediction may pass.)
 - Centre = ``xy + 0.5*(wh - 1)``; centre error = Euclidean pixel distance.
   Normalised centre error divides both centres by the GT ``(w, h)`` per axis.
 - **Frame 1**: the prediction of the first frame is replaced by the GT box
@@ -17,7 +20,8 @@ TrackingNet, OTB:
   This is how "the first frame is excluded" in pytracking: excluded from
   being judged, not from the count. (GOT-10k instead drops frame 1, below.)
 - A prediction with ``w == 0`` or ``h == 0`` is replaced by the previous
-  frame's prediction.
+  frame's prediction. Non-finite values and negative widths or heights are
+  refused (their centres and overlaps would be meaningless).
 - Valid frames: GT ``w > 0 and h > 0`` and, when the dataset supplies it,
   the visibility mask (LaSOT ``!full_occlusion & !out_of_view``; GOT-10k-layout
   ``!absence & cover > 0``). Invalid frames get IoU = -1 and centre error =
@@ -40,6 +44,11 @@ added to the union and the result clipped to ``[0, 1]``. IoUs are pooled
 over all frames of all sequences (frame-weighted): AO = mean IoU, SR_t =
 mean(IoU > t); the 101-point success curve is for plots only. AO is not the
 21-point AUC: always report the protocol with the number.
+
+**Units**: every score (AUC, precision, normalised precision, AO, SR) is a
+percentage in ``[0, 100]`` (the got10k toolkit prints AO/SR as fractions;
+x100 here so one result holds one unit); curves are fractions of frames in
+``[0, 1]``.
 """
 from __future__ import annotations
 
@@ -79,7 +88,7 @@ def iou_pixel(pred, gt) -> np.ndarray:
     inter = sz.prod(axis=1)
     union = a[:, 2:].prod(axis=1) + b[:, 2:].prod(axis=1) - inter
     with np.errstate(divide="ignore", invalid="ignore"):
-        return inter / union
+        return np.clip(inter / union, 0.0, 1.0)
 
 
 def clip_boxes(boxes, bound: tuple[float, float]) -> np.ndarray:
@@ -139,14 +148,24 @@ class SequenceErrors:
         return len(self.overlaps)
 
 
+def check_predictions(pred, frames: int) -> None:
+    """Refuse predictions that cannot be scored: wrong count, non-finite values, negative width or height."""
+    p = _as_boxes(pred, "pred")
+    if len(p) != frames:
+        raise MetricInputError(f"{len(p)} predicted boxes for {frames} ground-truth boxes")
+    bad = ~np.isfinite(p).all(axis=1)
+    if bad.any():
+        raise MetricInputError(f"predictions contain NaN or infinite values (frame {int(np.argmax(bad)) + 1})")
+    neg = (p[:, 2] < 0) | (p[:, 3] < 0)
+    if neg.any():
+        raise MetricInputError(f"prediction with negative width or height (frame {int(np.argmax(neg)) + 1})")
+
+
 def prepare_predictions(pred, gt) -> np.ndarray:
     """Apply the pytracking rules to raw predictions: frame 1 := GT, zero-size boxes := previous box."""
     p = _as_boxes(pred, "pred").copy()
     g = _as_boxes(gt, "gt")
-    if len(p) != len(g):
-        raise MetricInputError(f"{len(p)} predicted boxes for {len(g)} ground-truth boxes")
-    if not np.isfinite(p).all():
-        raise MetricInputError("predictions contain NaN or infinite values")
+    check_predictions(p, len(g))
     p[0] = g[0]
     for i in range(1, len(p)):
         if p[i, 2] == 0.0 or p[i, 3] == 0.0:
@@ -192,7 +211,6 @@ class OPEResult:
     auc: float
     precision: float
     norm_precision: float
-    avg_overlap: float
     success_curve: np.ndarray
     precision_curve: np.ndarray
     norm_precision_curve: np.ndarray
@@ -205,7 +223,6 @@ class OPEResult:
             "auc": self.auc,
             "precision": self.precision,
             "norm_precision": self.norm_precision,
-            "avg_overlap": self.avg_overlap,
             "num_sequences": self.num_sequences,
             "num_frames": self.num_frames,
             "success_curve": {"thresholds": OVERLAP_THRESHOLDS.tolist(), "values": self.success_curve.tolist()},
@@ -224,13 +241,11 @@ def ope_from_errors(errors: Seq[SequenceErrors]) -> OPEResult:
     succ = np.stack([success_curve(e.overlaps) for e in errors])
     prec = np.stack([precision_curve(e.centre_errors) for e in errors])
     nprec = np.stack([precision_curve(e.norm_centre_errors, NORM_PRECISION_THRESHOLDS) for e in errors])
-    avg_ov = [e.overlaps[e.valid].mean() for e in errors if e.valid.any()]
     s, p, n = succ.mean(axis=0), prec.mean(axis=0), nprec.mean(axis=0)
     return OPEResult(
         auc=float(s.mean() * 100.0),
         precision=float(p[PRECISION_AT] * 100.0),
         norm_precision=float(n[NORM_PRECISION_AT] * 100.0),
-        avg_overlap=float(np.mean(avg_ov) * 100.0) if avg_ov else 0.0,
         success_curve=s,
         precision_curve=p,
         norm_precision_curve=n,
@@ -253,8 +268,7 @@ def ope_scores(preds: Iterable, gts: Iterable, visibles: Iterable | None = None)
 def got10k_sequence_ious(pred, gt, bound: tuple[float, float], cover=None, visible=None) -> np.ndarray:
     """The IoUs one GOT-10k sequence contributes: frame 1 dropped, frames with cover > 0 (or visible) kept."""
     p, g = _as_boxes(pred, "pred"), _as_boxes(gt, "gt")
-    if len(p) != len(g):
-        raise MetricInputError(f"{len(p)} predicted boxes for {len(g)} ground-truth boxes")
+    check_predictions(p, len(g))
     ious = iou_continuous(p[1:], g[1:], bound=bound)
     if cover is not None:
         keep = np.asarray(cover).reshape(-1)[1:] > 0
@@ -267,7 +281,7 @@ def got10k_sequence_ious(pred, gt, bound: tuple[float, float], cover=None, visib
 
 @dataclass
 class GOT10kResult:
-    """GOT-10k scores (fractions in [0, 1], as the toolkit prints them) over pooled frames."""
+    """GOT-10k scores over pooled frames: AO, SR in percent; the success curve in fractions of frames."""
 
     ao: float
     sr50: float
@@ -287,17 +301,17 @@ class GOT10kResult:
 
 
 def got10k_from_ious(per_sequence: Seq[np.ndarray]) -> GOT10kResult:
-    """Pool per-sequence IoU arrays (frame-weighted) into AO / SR0.5 / SR0.75."""
+    """Pool per-sequence IoU arrays (frame-weighted) into AO / SR0.5 / SR0.75 (percent)."""
     if not per_sequence:
         raise MetricInputError("no sequences to score")
     pooled = np.concatenate([np.asarray(x, dtype=np.float64).reshape(-1) for x in per_sequence])
     if pooled.size == 0:
         raise MetricInputError("no valid frames to score")
-    per_ao = np.array([np.mean(x) if len(x) else np.nan for x in per_sequence])
+    per_ao = np.array([np.mean(x) * 100.0 if len(x) else np.nan for x in per_sequence])
     return GOT10kResult(
-        ao=float(pooled.mean()),
-        sr50=float((pooled > 0.5).mean()),
-        sr75=float((pooled > 0.75).mean()),
+        ao=float(pooled.mean() * 100.0),
+        sr50=float((pooled > 0.5).mean() * 100.0),
+        sr75=float((pooled > 0.75).mean() * 100.0),
         success_curve=(pooled[:, None] > GOT10K_THRESHOLDS[None, :]).mean(axis=0),
         per_sequence_ao=per_ao,
         num_frames=int(pooled.size),
@@ -307,10 +321,10 @@ def got10k_from_ious(per_sequence: Seq[np.ndarray]) -> GOT10kResult:
 # ----------------------------------------------------------------------------- speed and depth
 @dataclass
 class SpeedDepth:
-    """Speed over tracked frames (init frame excluded) and early-exit depth statistics."""
+    """Speed over tracked frames (init frame excluded) and early-exit depth statistics; None where unmeasured."""
 
-    fps: float
-    ms_per_frame: float
+    fps: float | None
+    ms_per_frame: float | None
     mean_layers: float | None
     exit_histogram: dict[int, int] = field(default_factory=dict)
 
@@ -326,17 +340,22 @@ class SpeedDepth:
 def speed_and_depth(times: Seq[np.ndarray], exits: Seq[np.ndarray] | None = None) -> SpeedDepth:
     """Pooled fps over tracked frames (frame 1 = initialisation is left out) and exit-layer statistics.
 
-    ``exits`` holds one 1-based exit layer per frame with 0 for the
-    initialisation frame (which runs no exit); zeros are ignored.
+    ``times`` are seconds per frame (finite, >= 0). ``exits`` holds one 1-based
+    exit layer per frame with 0 for the initialisation frame (which runs no
+    exit); zeros are ignored. Without times (or tracked frames) fps and
+    ms/frame are None: unmeasured, not infinitely slow.
     """
     t = np.concatenate([np.asarray(x, dtype=np.float64).reshape(-1)[1:] for x in times]) if times else np.array([])
-    t = t[np.isfinite(t) & (t > 0)]
+    if not (np.isfinite(t) & (t >= 0)).all():
+        raise MetricInputError("per-frame times must be finite and >= 0")
     total = float(t.sum())
-    fps = float(len(t) / total) if total > 0 else 0.0
-    ms = float(total / len(t) * 1000.0) if len(t) else 0.0
+    fps = float(len(t) / total) if total > 0 else None
+    ms = float(total / len(t) * 1000.0) if len(t) else None
     mean_layers, hist = None, {}
     if exits:
         e = np.concatenate([np.asarray(x, dtype=np.int64).reshape(-1) for x in exits])
+        if (e < 0).any():
+            raise MetricInputError("exit layers must be >= 0")
         e = e[e > 0]
         if e.size:
             mean_layers = float(e.mean())

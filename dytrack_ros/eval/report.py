@@ -12,8 +12,18 @@ PROTOCOL_NOTE = (
     "OPE = pytracking/OSTrack semantics (21 IoU thresholds, strict >, frame 1 forced to GT and counted, "
     "invisible frames count as failures; sequence-weighted). AO/SR = GOT-10k toolkit semantics "
     "(frame 1 dropped, frames with cover>0, boxes clipped to the image, frame-weighted). "
-    "fps = tracked frames / tracker seconds (initialisation excluded)."
+    "fps = tracked frames / tracker seconds (initialisation excluded). Scores in percent; '-' = not measured."
 )
+FORMAT_VERSION = 2  # 2: AO/SR in percent like every other score; ope.avg_overlap dropped
+UNITS = {
+    "ope.auc, ope.precision, ope.norm_precision, got10k.ao, got10k.sr50, got10k.sr75, per_sequence[].auc, "
+    "per_sequence[].precision, per_sequence[].ao, per_attribute.*.auc/precision/norm_precision/ao": "percent [0, 100]",
+    "*.success_curve.values, *.precision_curve.values, *.norm_precision_curve.values": "fraction of frames [0, 1]",
+    "speed.fps, per_sequence[].fps": "tracked frames per tracker second; null = no _time.txt",
+    "speed.ms_per_frame": "milliseconds per tracked frame; null = no _time.txt",
+    "speed.mean_layers, per_sequence[].mean_layers": "executed transformer layers; null = no _exit.txt",
+    "repaired_lines": "result file -> 1-based lines replaced by the previous valid box (--repair-invalid)",
+}
 
 
 def _fmt(v, digits: int = 1) -> str:
@@ -34,7 +44,7 @@ def markdown_tables(scores: Seq[ResultSetScore], dataset: str = "") -> str:
     for s in scores:
         lines.append(
             f"| {s.label} | {_fmt(s.ope.auc)} | {_fmt(s.ope.precision)} | {_fmt(s.ope.norm_precision)} | "
-            f"{_fmt(s.got10k.ao * 100)} | {_fmt(s.got10k.sr50 * 100)} | {_fmt(s.got10k.sr75 * 100)} | "
+            f"{_fmt(s.got10k.ao)} | {_fmt(s.got10k.sr50)} | {_fmt(s.got10k.sr75)} | "
             f"{_fmt(s.speed.fps)} | {_fmt(s.speed.ms_per_frame, 2)} | {_fmt(s.speed.mean_layers, 2)} | "
             f"{s.ope.num_sequences} | {s.ope.num_frames} |"
         )
@@ -63,6 +73,11 @@ def markdown_tables(scores: Seq[ResultSetScore], dataset: str = "") -> str:
     missing = [s for s in scores if s.missing]
     for s in missing:
         lines.append(f"- {s.label}: scored without {len(s.missing)} sequence(s) that have no results")
+    for s in scores:
+        if s.repaired:
+            rows = sum(len(v) for v in s.repaired.values())
+            lines.append(f"- {s.label}: {rows} invalid box row(s) in {len(s.repaired)} file(s) replaced by the "
+                         "previous valid box (--repair-invalid)")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -76,7 +91,8 @@ def write_report(scores: Seq[ResultSetScore], out_dir: str | Path, dataset: str 
         "curves": out_dir / "curves.png",
         "tradeoff": out_dir / "tradeoff.png",
     }
-    payload = {"dataset": dataset, "protocol": PROTOCOL_NOTE, "results": [s.to_dict() for s in scores]}
+    payload = {"format_version": FORMAT_VERSION, "dataset": dataset, "protocol": PROTOCOL_NOTE, "units": UNITS,
+               "results": [s.to_dict() for s in scores]}
     paths["json"].write_text(json.dumps(payload, indent=2))
     paths["markdown"].write_text(markdown_tables(scores, dataset))
     plot_curves(scores, paths["curves"], title=dataset)

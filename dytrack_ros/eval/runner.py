@@ -12,8 +12,11 @@ cannot silently mix two trackers. ``<seq>.txt`` is written last and
 atomically: a sequence whose box file exists with one line per frame is
 finished and is skipped when the run is resumed.
 
-Frames are decoded ahead in a background thread (OpenCV releases the GIL), so JPEG
-decoding overlaps the tracker's own work; sequences run in parallel worker
+Each frame is decoded between tracker calls, never while ``track`` is timed:
+a decoder running beside the tracker competes with it for the cores its
+thread pool uses and inflates the per-frame times it is measured by. The
+decode cost shows up as runner overhead (wall - tracker time) instead.
+Sequences run in parallel worker
 processes (spawned, one tracker per process). OpenCV's CSRT / KCF / MIL
 (opencv-contrib) run behind the same small interface for side-by-side
 baselines.
@@ -23,9 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from itertools import islice
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -41,8 +42,6 @@ from dytrack_ros.runtime_options import RuntimeOptions
 
 OPENCV_TRACKERS = ("csrt", "kcf", "mil")
 OPENCV_PREFIX = "opencv:"
-PREFETCH_FRAMES = 4
-DECODE_THREADS = 1  # threads decoding the next frames (OpenCV releases the GIL); 2 only helps a no-op tracker
 
 
 class RunnerError(RuntimeError):
@@ -205,22 +204,10 @@ def read_frame(path: Path, color: str) -> np.ndarray:
         raise RunnerError(str(exc)) from exc
 
 
-def prefetch_frames(paths: Seq[Path], color: str, depth: int = PREFETCH_FRAMES,
-                    decoders: int = DECODE_THREADS) -> Iterator[np.ndarray]:
-    """Yield decoded frames in order while ``decoders`` threads decode up to ``depth`` frames ahead."""
-    it = iter(paths)
-    with ThreadPoolExecutor(max_workers=max(int(decoders), 1)) as pool:
-        pending = deque(pool.submit(read_frame, p, color) for p in islice(it, depth))
-        try:
-            while pending:
-                frame = pending.popleft().result()
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append(pool.submit(read_frame, nxt, color))
-                yield frame
-        finally:
-            for fut in pending:
-                fut.cancel()
+def frames_between_calls(paths: Seq[Path], color: str) -> Iterator[np.ndarray]:
+    """Yield decoded frames in order, each decoded only when the caller asks for it (nothing runs in between)."""
+    for path in paths:
+        yield read_frame(path, color)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -259,15 +246,15 @@ class SequenceRun:
         return (self.wall_s - self.tracker_s) / max(self.frames, 1) * 1e3
 
 
-def run_sequence(tracker: EvalTracker, seq: Sequence, results_dir: Path, decoders: int = DECODE_THREADS) -> SequenceRun:
-    """Track one sequence from its first GT box and write its result files."""
+def run_sequence(tracker: EvalTracker, seq: Sequence, results_dir: Path) -> SequenceRun:
+    """Track one sequence from its first GT box and write its result files (times: the tracker alone)."""
     results_dir = Path(results_dir)
     wall0 = time.perf_counter()
     n = len(seq)
     boxes = np.zeros((n, 4))
     times = np.zeros(n)
     exits = np.zeros(n, dtype=np.int64)
-    for i, frame in enumerate(prefetch_frames(seq.frames, tracker.color, decoders=decoders)):
+    for i, frame in enumerate(frames_between_calls(seq.frames, tracker.color)):
         t0 = time.perf_counter()
         if i == 0:
             tracker.initialize(frame, seq.init_box)

@@ -4,7 +4,9 @@ A *result set* is one folder written by :mod:`dytrack_ros.eval.runner`
 (``<seq>.txt``, ``<seq>_time.txt``, ``<seq>_exit.txt``, ``run_info.json``)
 or by another tool in the same layout (pytracking/GOT-10k style). A folder
 holding no results but sub-folders with ``run_info.json`` (a threshold
-sweep) expands into one result set per sub-folder.
+sweep) expands into one result set per sub-folder. Every file is checked
+before it is scored (:mod:`dytrack_ros.eval.result_files`). Scores are in
+percent; curves in fractions of frames.
 """
 from __future__ import annotations
 
@@ -15,11 +17,10 @@ from pathlib import Path
 from typing import Sequence as Seq
 
 import cv2
-import numpy as np
 
-from dytrack_ros.data.readers import parse_boxes, parse_flags
-from dytrack_ros.data.sequence import DatasetError, Sequence
+from dytrack_ros.data.sequence import Sequence
 from dytrack_ros.eval import metrics as M
+from dytrack_ros.eval.result_files import read_exits, read_result_boxes, read_times
 
 
 class ScoreError(ValueError):
@@ -39,6 +40,7 @@ class ResultSetScore:
     per_attribute: dict[str, dict]
     missing: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    repaired: dict[str, list[int]] = field(default_factory=dict)  # result file -> 1-based lines replaced
 
     @property
     def exit_thresholds(self) -> list[float] | None:
@@ -61,6 +63,7 @@ class ResultSetScore:
             "per_attribute": self.per_attribute,
             "per_sequence": self.per_sequence,
             "missing": self.missing,
+            "repaired_lines": self.repaired,
         }
 
 
@@ -93,26 +96,45 @@ def _image_size(seq: Sequence) -> tuple[int, int]:
     return img.shape[1], img.shape[0]
 
 
-def _read_optional(path: Path, dtype) -> np.ndarray | None:
-    if not path.is_file():
+def _num_layers(info: dict, path: Path) -> int | None:
+    """The model depth ``run_info.json`` records (``tracker.num_layers``), if any."""
+    n = (info.get("tracker") or {}).get("num_layers")
+    if n is None:
         return None
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ScoreError(f"{path}: tracker.num_layers is {n!r}, not a positive integer")
+    return n
+
+
+def _read_info(results_dir: Path) -> dict:
+    path = results_dir / "run_info.json"
+    if not path.is_file():
+        return {}
     try:
-        return parse_flags(path, dtype=dtype) if dtype is np.int64 else np.asarray(
-            [float(x) for x in path.read_text().split()], dtype=np.float64)
-    except (DatasetError, ValueError) as exc:
-        raise ScoreError(f"{path}: unreadable ({exc})") from exc
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ScoreError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(info, dict):
+        raise ScoreError(f"{path}: expected a JSON object")
+    return info
 
 
 def score_results(
     sequences: Seq[Sequence], results_dir: str | Path, label: str | None = None, allow_missing: bool = False,
+    repair_invalid: bool = False,
 ) -> ResultSetScore:
-    """Score one result folder over ``sequences`` (all must have full ground truth)."""
+    """Score one result folder over ``sequences`` (all must have full ground truth).
+
+    Invalid box rows are refused unless ``repair_invalid``, which replaces
+    each by the previous valid row of its file and records the lines in
+    ``ResultSetScore.repaired``.
+    """
     results_dir = Path(results_dir)
-    info = {}
-    if (results_dir / "run_info.json").is_file():
-        info = json.loads((results_dir / "run_info.json").read_text())
+    info = _read_info(results_dir)
+    num_layers = _num_layers(info, results_dir / "run_info.json")
     label = label or info.get("label") or results_dir.name
     errors, got_ious, times, exits, per_seq, missing, used = [], [], [], [], [], [], []
+    repaired: dict[str, list[int]] = {}
     for seq in sequences:
         if not seq.has_full_gt:
             raise ScoreError(
@@ -123,16 +145,16 @@ def score_results(
         if not path.is_file():
             missing.append(seq.name)
             continue
-        try:
-            pred = parse_boxes(path)
-        except DatasetError as exc:
-            raise ScoreError(str(exc)) from exc
-        if len(pred) != len(seq.gt):
-            raise ScoreError(f"{path}: {len(pred)} boxes for {len(seq.gt)} frames (unfinished run? resume it)")
+        boxes = read_result_boxes(path, len(seq), seq.init_box, repair=repair_invalid)
+        if boxes.repaired_lines:
+            repaired[str(path)] = boxes.repaired_lines
+        pred = boxes.boxes
         e = M.sequence_errors(pred, seq.gt, seq.visible)
         ious = M.got10k_sequence_ious(pred, seq.gt, _image_size(seq), cover=seq.flags.get("cover"), visible=seq.visible)
-        t = _read_optional(results_dir / f"{seq.name}_time.txt", np.float64)
-        x = _read_optional(results_dir / f"{seq.name}_exit.txt", np.int64)
+        time_path = results_dir / f"{seq.name}_time.txt"
+        exit_path = results_dir / f"{seq.name}_exit.txt"
+        t = read_times(time_path, len(seq)) if time_path.is_file() else None
+        x = read_exits(exit_path, len(seq), num_layers) if exit_path.is_file() else None
         errors.append(e)
         got_ious.append(ious)
         used.append(seq)
@@ -146,8 +168,8 @@ def score_results(
             "frames": len(seq),
             "auc": float(M.success_curve(e.overlaps).mean() * 100),
             "precision": float(M.precision_curve(e.centre_errors)[M.PRECISION_AT] * 100),
-            "ao": float(ious.mean()) if len(ious) else None,
-            "fps": sd.fps if t is not None else None,
+            "ao": float(ious.mean() * 100) if len(ious) else None,
+            "fps": sd.fps,
             "mean_layers": sd.mean_layers,
             "attributes": seq.tags(),
         })
@@ -176,4 +198,5 @@ def score_results(
         per_attribute=per_attr,
         missing=missing,
         info=info,
+        repaired=repaired,
     )
