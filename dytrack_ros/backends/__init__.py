@@ -88,7 +88,12 @@ def _torch_factory(model: str | Path | TrackerNet, options: RuntimeOptions, ce: 
     if isinstance(model, TrackerNet):
         return TorchBackend(model, options)
     net, name = load_torch_model(model, options.device, ce=ce)
-    return TorchBackend(net, options, model_name=name)
+    backend = TorchBackend(net, options, model_name=name)
+    if Path(model).name.endswith(".safetensors"):
+        from ..model_io.model_file import read_metadata
+
+        backend.model_info = read_metadata(model)[1]
+    return backend
 
 
 @register_backend("onnxruntime", suffixes=(".onnx",))

@@ -8,7 +8,8 @@ everything built on them lives here once, for every backend:
 
 - :meth:`Backend.infer` applies the exit rule of the backend's
   :class:`~dytrack_ros.exit_policy.ExitPolicy` (stop at the first exit whose
-  predicted IoU reaches its threshold; deeper stages never run);
+  predicted IoU reaches its threshold; deeper stages never run), and an
+  optional stage gate (a deadline: may the next stage still run?);
 - :meth:`Backend.infer_to_exit` forces exit k (benchmarks);
 - :meth:`Backend.infer_all` evaluates every exit (calibration traces);
 - :meth:`Backend.warmup`.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -42,6 +43,8 @@ class BackendOutput:
     exit_layer: int  # 1-based transformer layer after which this exit sits
     pred_iou: float | None = None  # decisioner output at this exit (None without exits)
     stage_ms: list[float] = field(default_factory=list)  # wall ms of each executed stage, 0..exit_index
+    cut_by_deadline: bool = False  # answered early because the stage gate refused the next stage
+    stage_pred_iou: list[float | None] = field(default_factory=list)  # decisioner output of each executed stage
 
 
 class Backend(ABC):
@@ -56,6 +59,7 @@ class Backend(ABC):
             raise BackendError(f"precision must be one of {PRECISIONS}, got {self.options.precision!r}")
         self.config = config
         self.model_name = model_name or config.name
+        self.model_info: dict = {}  # the model file's info (training, calibration sweep), where the loader has it
         self._policy = ExitPolicy.for_model(config.exit_layers, config.default_thresholds)
 
     # options --------------------------------------------------------------------------------
@@ -116,18 +120,29 @@ class Backend(ABC):
         """Maps of exit ``k`` as host float32 arrays; valid after ``run_stage(k)`` for the current frame."""
 
     # built on the primitives: one implementation for every backend -----------------------------
-    def infer(self, search: np.ndarray, policy: ExitPolicy | None = None) -> BackendOutput:
-        """Maps of the exit that answers under ``policy`` (default: the backend's own)."""
+    def infer(self, search: np.ndarray, policy: ExitPolicy | None = None,
+              gate: Callable[[int], bool] | None = None) -> BackendOutput:
+        """Maps of the exit that answers under ``policy`` (default: the backend's own).
+
+        ``gate(k)`` is asked before every stage k >= 1; when it says no, the exit of stage k-1 answers
+        even if its predicted IoU is below its threshold (``cut_by_deadline``). Stage 0 always runs.
+        """
         policy = policy or self._policy
         self.start_frame(search)
         stage_ms: list[float] = []
+        preds: list[float | None] = []
         for k in range(self.num_stages):
+            if k and gate is not None and not gate(k):
+                out = self.stage_output(k - 1)
+                out.stage_ms, out.stage_pred_iou, out.cut_by_deadline = stage_ms, preds, True
+                return out
             t0 = time.perf_counter()
             pred = self.run_stage(k)
             stage_ms.append((time.perf_counter() - t0) * 1e3)
+            preds.append(pred)
             if policy.should_exit(k, pred):
                 out = self.stage_output(k)
-                out.stage_ms = stage_ms
+                out.stage_ms, out.stage_pred_iou = stage_ms, preds
                 return out
         raise AssertionError("unreachable: the last stage always answers")
 

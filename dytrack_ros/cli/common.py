@@ -8,6 +8,7 @@ from ..config import ConfigError
 from ..exit_policy import THRESHOLD_CONVENTION
 from ..paths import default_model_path
 from ..runtime_options import AUTO_BACKEND, PRECISIONS, RuntimeOptions
+from ..tracker.budget import BudgetConfig
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:
@@ -59,3 +60,29 @@ def runtime_options_from_args(args: argparse.Namespace) -> RuntimeOptions:
         raise ConfigError(f"--threads must be >= 0, got {args.threads}")
     return RuntimeOptions().replace(backend=args.backend, device=args.device, precision=args.precision,
                                     threads=args.threads)
+
+
+def add_budget_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """--latency-budget-ms/--target-depth/--deadline/--threshold-floor (DyTrack models), defaults of BudgetConfig."""
+    d = BudgetConfig()
+    g = p.add_argument_group("latency budget (DyTrack models)")
+    g.add_argument("--latency-budget-ms", type=float, default=d.latency_budget_ms, metavar="B",
+                   help="hold the p95 of the tracker's time per frame at B ms by adapting the exit thresholds online "
+                        "(0 = off, default)")
+    g.add_argument("--target-depth", type=float, default=d.target_depth, metavar="D",
+                   help="hold the mean executed depth at D layers or less (0 = off, default)")
+    g.add_argument("--deadline", action="store_true", default=d.deadline,
+                   help="with --latency-budget-ms: before each further stage, answer with the current exit if the "
+                        "time spent plus the next stage's predicted cost would exceed the budget")
+    g.add_argument("--threshold-floor", type=float, default=d.min_threshold, metavar="T",
+                   help="accuracy floor: the controller never relaxes an exit threshold below T "
+                        f"(default: {d.min_threshold})")
+    return g
+
+
+def budget_config_from_args(args: argparse.Namespace) -> BudgetConfig | None:
+    """The :class:`BudgetConfig` the budget options describe, or None when no goal is set."""
+    cfg = BudgetConfig(latency_budget_ms=args.latency_budget_ms, target_depth=args.target_depth,
+                       deadline=args.deadline, min_threshold=args.threshold_floor)
+    return cfg if cfg.active else None
+

@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_model_options, parse_floats, runtime_options_from_args
+from .common import (add_budget_options, add_model_options, budget_config_from_args, parse_floats,
+                     runtime_options_from_args)
 from .score_cmd import add_dataset_options, add_repair_option, parse_sequences
 
 
@@ -34,6 +35,7 @@ def add_parser(sub) -> None:
     r.add_argument("--report", default=None, metavar="DIR", help="report folder (default: <results>/report)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     add_repair_option(r)
+    add_budget_options(p)
     p.set_defaults(func=run)
 
 
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         seqs = load_dataset(args.format, args.root, args.split, parse_sequences(args.sequences))
         opts = runtime_options_from_args(args)
         spec = TrackerSpec(args.model, opts.backend, opts.device, opts.precision,
-                           tuple(args.exit_thresholds) if args.exit_thresholds else None, args.threads, args.ce)
+                           tuple(args.exit_thresholds) if args.exit_thresholds else None, args.threads, args.ce,
+                           budget_config_from_args(args))
         dataset = {"format": args.format, "root": str(args.root), "split": args.split, "sequences": len(seqs)}
         if args.sweep_thresholds:
             if spec.is_opencv:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
@@ -39,6 +40,7 @@ from dytrack_ros.data.sequence import Sequence
 from dytrack_ros.exit_policy import ExitPolicyError
 from dytrack_ros.image_io import ImageReadError, read_image
 from dytrack_ros.runtime_options import RuntimeOptions
+from dytrack_ros.tracker.budget import BudgetConfig
 
 OPENCV_TRACKERS = ("csrt", "kcf", "mil")
 OPENCV_PREFIX = "opencv:"
@@ -59,6 +61,7 @@ class TrackerSpec:
     exit_thresholds: tuple[float, ...] | None = None
     threads: int | None = None  # per worker process; default: CPU cores / workers
     ce: bool | None = None  # official OSTrack checkpoint with candidate elimination; None: detect
+    budget: BudgetConfig | None = None  # hold a latency budget / target depth (DyTrack models)
 
     def runtime_options(self, threads: int | None = None) -> RuntimeOptions:
         """How the model runs in one worker (``threads`` overrides the spec's own)."""
@@ -76,6 +79,11 @@ class TrackerSpec:
         name = Path(self.model).stem
         if self.exit_thresholds is not None:
             name += "@" + ",".join(f"{t:g}" for t in self.exit_thresholds)
+        if self.budget is not None:
+            goals = [f"{self.budget.latency_budget_ms:g}ms" if self.budget.latency_budget_ms else "",
+                     f"depth{self.budget.target_depth:g}" if self.budget.target_depth else "",
+                     "deadline" if self.budget.deadline else ""]
+            name += "@budget:" + "+".join(g for g in goals if g)
         return name
 
     def identity(self) -> dict:
@@ -83,6 +91,9 @@ class TrackerSpec:
         d = asdict(self)
         d.pop("threads")
         d["exit_thresholds"] = None if self.exit_thresholds is None else list(self.exit_thresholds)
+        d["ce"] = bool(self.ce)  # folders written before CE detection recorded False for "not told"
+        if self.budget is None:
+            d.pop("budget")  # folders written before budgets existed have no such key
         return d
 
 
@@ -112,6 +123,8 @@ class DyTrackEvalTracker:
                 self.tracker.set_exit_thresholds(spec.exit_thresholds)
             except ExitPolicyError as exc:
                 raise RunnerError(f"{Path(spec.model).name}: {exc}") from exc
+        if spec.budget is not None:
+            self.tracker.set_budget(spec.budget)
         self.has_exits = True  # plain models write their full depth on every frame
 
     def initialize(self, frame, box) -> None:
@@ -256,11 +269,16 @@ def run_sequence(tracker: EvalTracker, seq: Sequence, results_dir: Path) -> Sequ
     exits = np.zeros(n, dtype=np.int64)
     for i, frame in enumerate(frames_between_calls(seq.frames, tracker.color)):
         t0 = time.perf_counter()
-        if i == 0:
-            tracker.initialize(frame, seq.init_box)
-            box = seq.init_box
-        else:
-            box, exits[i] = tracker.track(frame)
+        try:
+            if i == 0:
+                tracker.initialize(frame, seq.init_box)
+                box = seq.init_box
+            else:
+                box, exits[i] = tracker.track(frame)
+        except (ValueError, RuntimeError, cv2.error) as exc:  # the tracker's input and output errors
+            what = (f"first ground-truth box {tuple(float(v) for v in seq.init_box)}" if i == 0
+                    else f"frame {i + 1} ({Path(seq.frames[i]).name})")
+            raise RunnerError(f"sequence {seq.name}: {what}: {exc}") from None
         times[i] = time.perf_counter() - t0
         boxes[i] = box
     if getattr(tracker, "has_exits", False):
@@ -275,6 +293,10 @@ _WORKER_TRACKER: dict[str, EvalTracker] = {}  # one tracker per worker process, 
 
 
 def _init_worker(spec: TrackerSpec, threads: int) -> None:
+    # Ctrl-C reaches every process of the terminal's group: the parent reports it in one line; a worker
+    # ends quietly (its KeyboardInterrupt traceback was dozens of lines per worker). Result files are
+    # replaced atomically, so a sequence cut short leaves none.
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
     _set_opencv_threads(threads)
     _WORKER_TRACKER["tracker"] = build_tracker(spec, threads)
 
@@ -306,7 +328,14 @@ class RunSummary:
 def _check_run_info(results_dir: Path, spec: TrackerSpec, info: dict) -> None:
     path = results_dir / "run_info.json"
     if path.is_file():
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RunnerError(f"{path}: not readable run information ({exc}); delete the file to start "
+                              "this folder's run afresh, or choose a different --results folder") from None
+        if not isinstance(old, dict):
+            raise RunnerError(f"{path}: expected a JSON object, got {type(old).__name__}; delete the file or "
+                              "choose a different --results folder")
         if old.get("spec") != spec.identity():
             raise RunnerError(
                 f"{results_dir} holds results of another tracker ({old.get('spec')}); "

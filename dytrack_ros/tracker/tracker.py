@@ -18,6 +18,7 @@ from ..backends import Backend, BackendOutput, load_backend
 from ..config import TrackerConfig
 from ..exit_policy import ExitPolicy
 from ..runtime_options import RuntimeOptions
+from .budget import BudgetConfig, BudgetController, BudgetState, ExitSweep
 from .postprocess import clip_box, decode, map_box_back
 from .preprocess import Crop, normalize, sample_target
 from .status import StatusWindow, TrackStatus
@@ -68,6 +69,9 @@ class TrackResult:
     exit_index: int = 0  # 0-based exit that answered
     stage_ms: tuple[float, ...] = ()  # wall ms of each executed stage
     candidates: tuple[ExitCandidate, ...] = ()  # trace mode only: every exit's answer on this frame
+    thresholds: tuple[float, ...] = ()  # exit thresholds in force for this frame
+    cut_by_deadline: bool = False  # the deadline gate answered before the exit rule did
+    budget: BudgetState | None = None  # the budget controller's state after this frame (when a budget is set)
 
 
 def validate_frame(frame) -> np.ndarray:
@@ -119,6 +123,7 @@ class Tracker:
         self._state: tuple[float, float, float, float] | None = None
         self._frame_index = 0
         self._status = StatusWindow()
+        self._budget: BudgetController | None = None
 
     @classmethod
     def from_model(cls, model: str | Path, options: RuntimeOptions | None = None, config: TrackerConfig | None = None,
@@ -158,6 +163,46 @@ class Tracker:
 
     def set_config(self, config: TrackerConfig) -> None:
         self.config = config
+
+    # latency budget -------------------------------------------------------------
+    @property
+    def budget(self) -> BudgetController | None:
+        return self._budget
+
+    def set_budget(self, config: BudgetConfig | None, stage_base_ms: Sequence[float] | None = None) -> None:
+        """Hold a per-frame latency budget and/or a target mean depth (``None`` or an inactive config: off).
+
+        While a budget is set, a :class:`BudgetController` chooses the exit thresholds on every frame
+        (the thresholds set with :meth:`set_exit_thresholds` apply again when it is switched off).
+        ``stage_base_ms``: the stages' costs at no load; measured here by a short warm-up when omitted
+        (before :meth:`initialize`, or it replaces the template). A change of goals keeps the learned state.
+        """
+        if config is None or not config.active:
+            self._budget = None
+            return
+        if not self.exit_layers:
+            raise TrackerStateError("a latency budget needs a model with early exits")
+        if self._budget is not None and stage_base_ms is None:
+            self._budget.config = config
+            self._budget.tau = min(max(self._budget.tau, config.min_threshold), config.max_threshold)
+            return
+        if stage_base_ms is None:
+            if self.initialized:
+                raise TrackerStateError("set the first budget before initialize(), or pass stage_base_ms")
+            stage_base_ms = self.measure_stage_ms()
+        table = (self.backend.model_info.get("calibration") or {}).get("table")
+        sweep = ExitSweep.from_calibration(table, len(self.exit_layers))
+        tau = max(self.exit_thresholds[:-1] or (1.0,))
+        self._budget = BudgetController(config, tuple(self.exit_layers), tuple(float(v) for v in stage_base_ms),
+                                        sweep, tau=tau)
+
+    def measure_stage_ms(self, repeats: int = 5) -> list[float]:
+        """Median time of each stage on zero inputs (replaces the template: call before initialize)."""
+        self.backend.warmup(1)
+        cfg = self.model_config
+        search = np.zeros((1, 3, cfg.search_size, cfg.search_size), np.float32)
+        samples = [self.backend.infer_all(search)[-1].stage_ms for _ in range(max(1, repeats))]
+        return [float(v) for v in np.median(np.asarray(samples), axis=0)]
 
     @property
     def model_name(self) -> str:
@@ -199,11 +244,19 @@ class Tracker:
         crop = sample_target(frame, self._state, cfg.search_factor, cfg.search_size)
         search = normalize(crop.patch)
         t1 = time.perf_counter()
+        ctrl = self._budget
+        policy = self.exit_policy
+        if ctrl is not None:
+            ctrl.choose()
+            policy = ctrl.policy()
         if trace:
             outs = self.backend.infer_all(search)
-            out = outs[self.exit_policy.first_exit([o.pred_iou for o in outs])]
+            out = outs[policy.first_exit([o.pred_iou for o in outs])]
         else:
-            outs, out = (), self.backend.infer(search)
+            gate = None
+            if ctrl is not None and ctrl.config.deadline:
+                gate = lambda k: ctrl.gate((time.perf_counter() - t0) * 1e3, k)  # noqa: E731
+            outs, out = (), self.backend.infer(search, policy, gate)
         t2 = time.perf_counter()
         box, score = self._decode(out, crop)
         if not (math.isfinite(score) and all(math.isfinite(v) for v in box)):
@@ -223,8 +276,13 @@ class Tracker:
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
                    "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+        state = None
+        if ctrl is not None:
+            ctrl.update(out.stage_ms, timings["total"], out.exit_index, out.stage_pred_iou, out.cut_by_deadline)
+            state = ctrl.state()
         return TrackResult(tuple(float(v) for v in box), score, status, out.exit_layer, cfg.depth,
-                           out.pred_iou, timings, self._frame_index, out.exit_index, tuple(out.stage_ms), candidates)
+                           out.pred_iou, timings, self._frame_index, out.exit_index, tuple(out.stage_ms), candidates,
+                           policy.thresholds, out.cut_by_deadline, state)
 
     def _decode(self, out: BackendOutput, crop: Crop) -> tuple[tuple[float, float, float, float], float]:
         """Exit maps -> image box around the current state (not yet clipped) and confidence."""
