@@ -61,12 +61,19 @@ class FrameSource:
 
 
 class VideoWriter:
-    """mp4 writer taking RGB frames; opened lazily on the first frame."""
+    """mp4 writer taking RGB frames; opened lazily on the first frame, whose size every frame gets.
+
+    Why the resize: ``cv2.VideoWriter`` silently drops frames of another size (40 tracked frames gave a
+    15-frame video), so a frame of another size is scaled to the first one's; ``resized`` counts them.
+    """
 
     def __init__(self, path: str | Path, fps: float) -> None:
         self.path = Path(path)
         self.fps = fps
         self._w: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] | None = None  # (width, height) of the first frame
+        self.written = 0
+        self.resized = 0
 
     def write(self, frame_rgb: np.ndarray) -> None:
         if self._w is None:
@@ -74,8 +81,14 @@ class VideoWriter:
             h, w = frame_rgb.shape[:2]
             self._w = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
             if not self._w.isOpened():
+                self._w = None
                 raise VideoSourceError(f"cannot open video writer for {self.path}")
+            self._size = (w, h)
+        if (frame_rgb.shape[1], frame_rgb.shape[0]) != self._size:
+            frame_rgb = cv2.resize(frame_rgb, self._size, interpolation=cv2.INTER_AREA)
+            self.resized += 1
         self._w.write(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
+        self.written += 1
 
     def close(self) -> None:
         if self._w is not None:

@@ -27,7 +27,7 @@ import onnxruntime as ort
 from ..config import ConfigError, ModelConfig
 from ..runtime_options import RuntimeOptions
 from .base import Backend, BackendError, BackendOutput
-from .onnx_format import FORMAT, stage_io_names
+from .onnx_format import FORMAT, StageFilesError, parse_stage_files, stage_io_names
 
 _EP = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -88,10 +88,13 @@ class OnnxBackend(Backend):
                                "create one with 'dytrack export MODEL --format onnx'")
         try:
             cfg = ModelConfig.from_dict(json.loads(meta["model_config"]))
-            stage_files = json.loads(meta.get("stage_files", "[]"))
             file_precision = meta.get("precision", "fp32")
         except (KeyError, json.JSONDecodeError, ConfigError, TypeError) as exc:
             raise BackendError(f"{path.name}: invalid dytrack_ros ONNX metadata: {exc}") from exc
+        try:
+            stage_files = parse_stage_files(meta.get("stage_files", "[]"), path.name)
+        except StageFilesError as exc:
+            raise BackendError(str(exc)) from None
         super().__init__(cfg, options, model_name or meta.get("model_name") or path.stem)
         if file_precision != "fp32":
             raise BackendError(f"{path.name}: unsupported exported precision {file_precision!r}")

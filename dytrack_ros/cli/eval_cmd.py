@@ -80,4 +80,8 @@ def run(args: argparse.Namespace) -> int:
             OSError) as exc:
         print(f"dytrack eval: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ndytrack eval: interrupted; finished sequences are kept in {results} and a rerun with the same "
+              "options resumes from them", file=sys.stderr)
+        return 130
     return 0

@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..backends import BackendError
     from ..model_io.model_file import ModelFileError
-    from ..tracker import Tracker, TrackerInputError
+    from ..tracker import Tracker, TrackerInputError, TrackerOutputError
     from ..video import FrameSource, VideoSourceError, VideoWriter
     from ..viz import draw_result, format_histogram
 
@@ -50,7 +50,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     writer = VideoWriter(args.out, source.fps) if args.out else None
-    lines: list[str] = []
+    # boxes are written as they are tracked: a frame that cannot be read, a broken model or Ctrl-C
+    # mid-way keeps every box tracked before it
+    boxes_file = None
+    if args.boxes:
+        try:
+            Path(args.boxes).parent.mkdir(parents=True, exist_ok=True)
+            boxes_file = open(args.boxes, "w")
+        except OSError as exc:
+            print(f"dytrack track: error: cannot write --boxes {args.boxes}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+    error: str | None = None
     depth = Counter()
     statuses = Counter()
     stage_ms: dict[str, list[float]] = {"preprocess": [], "inference": [], "postprocess": [], "total": []}
@@ -70,30 +80,43 @@ def run(args: argparse.Namespace) -> int:
                     return 2
                 box, score, status, layer = args.init, 1.0, "tracking", 0
             else:
-                r = tracker.track(frame)
+                try:
+                    r = tracker.track(frame)
+                except (TrackerInputError, TrackerOutputError) as exc:
+                    error = f"frame {n}: {exc}"
+                    break
                 box, score, status, layer = r.box, r.score, r.status.value, r.exit_layer
                 depth[layer] += 1
                 statuses[status] += 1
                 for k in stage_ms:
                     stage_ms[k].append(r.timings[k])
-            lines.append(",".join(f"{v:.2f}" for v in box) + f",{score:.4f},{status},{layer}")
+            if boxes_file is not None:
+                boxes_file.write(",".join(f"{v:.2f}" for v in box) + f",{score:.4f},{status},{layer}\n")
+                boxes_file.flush()
             if writer:
                 writer.write(draw_result(frame, box, status, score, layer, tracker.num_layers, copy=False))
             n += 1
             bar.update(1)
             if stage_ms["total"]:
                 bar.set_postfix(ms=f"{stage_ms['total'][-1]:.1f}", exit=layer, status=status)
+    except VideoSourceError as exc:  # an unreadable frame, or the output video cannot be opened
+        error = f"frame {n}: {exc}"
+    except KeyboardInterrupt:
+        error = f"interrupted at frame {n}"
     finally:
         bar.close()
         if writer:
             writer.close()
+        if boxes_file is not None:
+            boxes_file.close()
     wall = time.perf_counter() - t_start
+    if error is not None:
+        kept = f"; the {n} boxes before it are in {args.boxes}" if args.boxes and n else ""
+        print(f"dytrack track: error: {error}{kept}", file=sys.stderr)
+        return 2
     if n == 0:
         print(f"dytrack track: error: no frames could be read from {args.video}", file=sys.stderr)
         return 2
-    if args.boxes:
-        Path(args.boxes).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.boxes).write_text("\n".join(lines) + "\n")
 
     tracked = max(n - 1, 0)
     print(f"\n{tracker.model_name} ({', '.join(f'{k}={v}' for k, v in tracker.backend_info.items() if k != 'model')})")
@@ -107,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"exit depth: mean {mean_depth:.2f} of {tracker.num_layers} layers")
         print(format_histogram(depth, tracker.num_layers))
     if args.out:
-        print(f"annotated video: {args.out}")
+        resized = f" ({writer.resized} frames of another size scaled to the first frame's)" if writer.resized else ""
+        print(f"annotated video: {args.out}{resized}")
     if args.boxes:
         print(f"boxes: {args.boxes}")
     return 0
