@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -16,6 +18,14 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range."""
+
+
+def _brief(value: Any, limit: int = 40) -> str:
+    """A bounded description of a config value for error messages (values may come from untrusted files)."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        text = repr(value)
+        return (text if len(text) <= limit else text[:limit] + "...") + f" ({type(value).__name__})"
+    return f"a {type(value).__name__}" + (f" {value!r}" if isinstance(value, bool) or value is None else "")
 
 
 def _from_mapping(cls, data: Mapping[str, Any] | None):
@@ -68,9 +78,30 @@ class ModelConfig:
     name: str = "ostrack256"
 
     def __post_init__(self) -> None:
-        for key in ("embed_dim", "depth", "num_heads", "patch_size", "template_size", "search_size", "head_channels"):
-            if int(getattr(self, key)) <= 0:
-                raise ConfigError(f"ModelConfig.{key} must be positive, got {getattr(self, key)}")
+        # Types first: values come from YAML and from model files' JSON, where 'abc' or NaN can appear.
+        for key in ("embed_dim", "depth", "num_heads", "patch_size", "template_size", "search_size", "head_channels",
+                    "decision_hidden"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ConfigError(f"ModelConfig.{key} must be an integer, got {_brief(value)}")
+            if value <= 0:
+                raise ConfigError(f"ModelConfig.{key} must be positive, got {value}")
+        for key in ("mlp_ratio", "template_factor", "search_factor", "norm_eps", "ce_keep_ratio"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"ModelConfig.{key} must be a finite positive number, got {_brief(value)}")
+        for key in ("qkv_bias", "ce_template_centre"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"ModelConfig.{key} must be true or false, got {_brief(getattr(self, key))}")
+        for key in ("ce_loc", "exit_layers"):  # exit_thresholds are checked below
+            value = getattr(self, key)
+            if isinstance(value, list):  # frozen dataclass: tuples keep it hashable and comparable
+                object.__setattr__(self, key, value := tuple(value))
+            if not isinstance(value, tuple) or any(isinstance(i, bool) or not isinstance(i, numbers.Integral)
+                                                   for i in value):
+                raise ConfigError(f"ModelConfig.{key} must be a list of integers, got {_brief(value)}")
+        if not isinstance(self.name, str):
+            raise ConfigError(f"ModelConfig.name must be a string, got {_brief(self.name)}")
         if self.embed_dim % self.num_heads:
             raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         for size_key in ("template_size", "search_size"):

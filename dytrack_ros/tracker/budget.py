@@ -24,8 +24,9 @@ re-chosen on every frame:
   each exit, per ``tau``) fills in, and it also stands in for ``prior_frames``
   frames of evidence. No gain is integrated, so nothing oscillates around the
   goal; ``tau`` moves by at most ``max_step`` per frame. One slow outer
-  correction remains: when more than 5 % of the remembered frames really
-  exceeded the budget, the tail share aimed at is lowered in proportion.
+  correction remains: when more than 5 % of the remembered frames went
+  deeper than affordable and really exceeded the budget, the tail share
+  aimed at is lowered in proportion.
 - **accuracy floor**: ``tau`` never goes below ``min_threshold``; when the
   budget cannot be met above it, the controller says so (``budget_met``) and
   only the deadline gate (if enabled) cuts deeper stages.
@@ -286,8 +287,9 @@ class BudgetController:
 
     def tail_target(self) -> float:
         """Share of frames the controller lets go deeper than the budget allows: :data:`TAIL_TARGET`, tightened
-        in proportion when more than 5 % of the remembered frames actually took longer than the budget (the
-        replayed statistics can be optimistic where frames stopped early and the calibration data was easier)."""
+        in proportion when more than 5 % of the remembered frames went deeper than affordable and took longer
+        than the budget (the replayed statistics can be optimistic where frames stopped early and the
+        calibration data was easier). Frames over budget at an affordable exit (a load spike) do not count."""
         if len(self._over) < self.config.window_frames:
             return TAIL_TARGET
         realized = sum(self._over) / len(self._over)
@@ -316,7 +318,10 @@ class BudgetController:
         self._dist_sum += d
         self._times.append(float(total_ms))
         if self.config.latency_budget_ms:
-            self._over.append(float(total_ms) > self.config.latency_budget_ms)
+            # only misses the thresholds could have avoided: an exit deeper than the affordable one
+            k_used = self._k_budget
+            deeper = k_used is not None and exit_index > k_used
+            self._over.append(deeper and float(total_ms) > self.config.latency_budget_ms)
         self._depths.append(self.exit_layers[exit_index])
         self._cuts.append(bool(cut_by_deadline))
         self._refresh_costs()
