@@ -70,10 +70,13 @@ def run(args: argparse.Namespace) -> int:
         "epoch": report.epoch,
         "ce": report.ce_source,
     }
-    try:
+    try:  # written to a temporary file in --out's directory and renamed: no half-written output on failure
         save_model_file(model, out, info=info)
-    except (ModelFileError, OSError) as exc:
-        print(f"error: cannot write {out}: {exc}", file=sys.stderr)
+    except ModelFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     print(f"wrote {out} ({report.config.name})")
     return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import Counter
@@ -11,7 +12,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import TrackerConfig, load_yaml
-from .common import add_model_options, parse_box, runtime_options_from_args
+from .common import (add_budget_options, add_model_options, budget_config_from_args, parse_box,
+                     runtime_options_from_args)
 
 
 def add_parser(sub) -> None:
@@ -27,6 +29,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None, metavar="MP4", help="write the annotated video here")
     p.add_argument("--boxes", default=None, metavar="TXT",
                    help="write per-frame results: x,y,w,h,score,status,exit_layer (first line = init box)")
+    p.add_argument("--stats", default=None, metavar="JSONL",
+                   help="write one JSON object per tracked frame: frame index, tracker ms (total and per stage), exit "
+                        "layer, thresholds in force, deadline cut and, with a budget, the controller's state")
+    add_budget_options(p)
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -35,7 +41,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..backends import BackendError
     from ..model_io.model_file import ModelFileError
-    from ..tracker import Tracker, TrackerInputError, TrackerOutputError
+    from ..tracker import Tracker, TrackerInputError, TrackerOutputError, TrackerStateError
     from ..video import FrameSource, VideoSourceError, VideoWriter
     from ..viz import draw_result, format_histogram
 
@@ -45,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
         tracker = Tracker.from_model(args.model, runtime_options_from_args(args), cfg, ce=args.ce)
         if args.exit_thresholds is not None:
             tracker.set_exit_thresholds(args.exit_thresholds)
-    except (BackendError, ModelFileError, VideoSourceError, ValueError) as exc:
+        budget = budget_config_from_args(args)
+        if budget is not None:
+            tracker.set_budget(budget)
+    except (BackendError, ModelFileError, VideoSourceError, ValueError, TrackerStateError) as exc:
         print(f"dytrack track: error: {exc}", file=sys.stderr)
         return 2
 
@@ -59,6 +68,14 @@ def run(args: argparse.Namespace) -> int:
             boxes_file = open(args.boxes, "w")
         except OSError as exc:
             print(f"dytrack track: error: cannot write --boxes {args.boxes}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+    stats_file = None
+    if args.stats:
+        try:
+            Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
+            stats_file = open(args.stats, "w")
+        except OSError as exc:
+            print(f"dytrack track: error: cannot write --stats {args.stats}: {exc.strerror or exc}", file=sys.stderr)
             return 2
     error: str | None = None
     depth = Counter()
@@ -90,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
                 statuses[status] += 1
                 for k in stage_ms:
                     stage_ms[k].append(r.timings[k])
+                if stats_file is not None:
+                    stats_file.write(json.dumps(frame_stats(r)) + "\n")
+                    stats_file.flush()
             if boxes_file is not None:
                 boxes_file.write(",".join(f"{v:.2f}" for v in box) + f",{score:.4f},{status},{layer}\n")
                 boxes_file.flush()
@@ -109,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
             writer.close()
         if boxes_file is not None:
             boxes_file.close()
+        if stats_file is not None:
+            stats_file.close()
     wall = time.perf_counter() - t_start
     if error is not None:
         kept = f"; the {n} boxes before it are in {args.boxes}" if args.boxes and n else ""
@@ -132,6 +154,26 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         resized = f" ({writer.resized} frames of another size scaled to the first frame's)" if writer.resized else ""
         print(f"annotated video: {args.out}{resized}")
+    if tracker.budget is not None and tracked:
+        st = tracker.budget.state()
+        print(f"budget: p95 {st.achieved_p95_ms:.2f} ms of the last frames (budget "
+              f"{tracker.budget.config.latency_budget_ms or '-'} ms), mean depth {st.achieved_mean_depth:.2f} "
+              f"(target {tracker.budget.config.target_depth or '-'}), threshold now {st.tau:.2f}, "
+              f"{'met' if st.budget_met else 'NOT met'}")
     if args.boxes:
         print(f"boxes: {args.boxes}")
+    if args.stats:
+        print(f"per-frame stats: {args.stats}")
     return 0
+
+
+def frame_stats(r) -> dict:
+    """One line of ``--stats``: what anyone needs to check that a latency budget was held."""
+    d = {"frame": r.frame_index, "tracker_ms": round(r.timings["total"], 4),
+         "stage_ms": [round(v, 4) for v in r.stage_ms], "exit_layer": r.exit_layer,
+         "thresholds": [round(t, 4) for t in r.thresholds], "cut_by_deadline": r.cut_by_deadline}
+    if r.budget is not None:
+        b = r.budget
+        d["budget"] = {"tau": b.tau, "deepest_affordable_exit": b.deepest_affordable_exit,
+                       "load_scale": round(b.load_scale, 4), "p95_ms": b.achieved_p95_ms, "met": b.budget_met}
+    return d

@@ -35,7 +35,8 @@ import torch
 from ..config import ConfigError, ModelConfig
 from ..model.registry import MODEL_CONFIGS
 from ..model.tracker_net import TrackerNet
-from .safe_pickle import CheckpointError, InertObject, safe_load
+from .safe_pickle import CheckpointError, InertObject, describe, safe_load
+from .weights_check import WeightsError, check_declared_size, check_specs, check_values, specs_of
 
 # Official CE setting of OSTrack-256 (vitb_256_mae_ce_32x4_ep300): 0-based blocks, keep ratio.
 OFFICIAL_CE_LOC = (3, 6, 9)
@@ -186,10 +187,10 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> tuple[dict[str, 
         else:
             raise OfficialCheckpointError(
                 f"{source}: no weights found: expected a 'net' entry (trainer checkpoint), a 'model' entry or a flat "
-                f"name->tensor mapping; top-level keys are {sorted(map(str, obj))[:12]}")
+                f"name->tensor mapping; top-level keys are {describe(list(obj)[:12], 200)}")
     bad = [k for k, v in sd.items() if not isinstance(k, str) or type(v) not in (torch.Tensor, torch.nn.Parameter)]
     if bad:
-        raise OfficialCheckpointError(f"{source}: weights contain non-tensor entries, e.g. {bad[:3]}")
+        raise OfficialCheckpointError(f"{source}: weights contain non-tensor entries, e.g. {describe(bad[:3], 200)}")
     if not sd:
         raise OfficialCheckpointError(f"{source}: the weight dict is empty")
     # detach(): plain tensors, no hooks/attributes carried over from the pickle
@@ -318,6 +319,11 @@ def build_from_state_dict(sd: dict[str, torch.Tensor], source: str = "checkpoint
     if cfg.embed_dim % cfg.num_heads:
         raise OfficialCheckpointError(f"num_heads {cfg.num_heads} does not divide embed_dim {cfg.embed_dim}")
 
+    try:  # before anything is built: real, finite data, and no more model than the tensors can fill
+        check_values(sd, source)
+        check_declared_size(cfg, specs_of(sd), source)
+    except WeightsError as exc:
+        raise OfficialCheckpointError(str(exc)) from None
     model = TrackerNet(cfg)
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
@@ -330,6 +336,10 @@ def build_from_state_dict(sd: dict[str, torch.Tensor], source: str = "checkpoint
                  f"{len(bad)} shape mismatches {bad[:3]}" if bad else ""]
         raise OfficialCheckpointError(f"{source}: weights do not fit the inferred {layout} model: "
                                       + "; ".join(p for p in parts if p))
+    try:  # e.g. int8 or bool tensors where the model has float parameters (load_state_dict would cast them)
+        check_specs(specs_of(own), specs_of(sd), source, what=f"inferred {layout} model")
+    except WeightsError as exc:
+        raise OfficialCheckpointError(str(exc)) from None
     model.load_state_dict(sd, strict=True)
     report = LoadReport(source=source, container="", layout=layout, config=cfg, used_keys=len(sd),
                         used_elements=sum(v.numel() for v in sd.values()), ignored_keys=ignored,

@@ -26,10 +26,18 @@ Policy (what a pickled global may become):
    REDUCE / INST / OBJ: "call this with these arguments") is refused, because
    that is how a pickle runs code.
 
-The issue asks for inert placeholders for unknown globals, methods.md §2.4 for
-refusing unknown globals; this policy satisfies both where it matters: nothing
-unknown is ever imported or called, plain data objects survive as inert
-records, and any attempt to call something outside the allowlist is refused.
+So nothing unknown is ever imported or called, plain data objects survive as
+inert records, and any attempt to call something outside the allowlist is
+refused.
+
+Sizes are bounded by the file: a storage may claim no more bytes than its
+zip record really holds, records must be stored uncompressed (as
+``torch.save`` writes them; a compressed record could inflate without
+bound), tensor views must lie inside their storage, and allowlisted
+constructors that allocate by a count (``bytearray(n)``, numpy's
+``_reconstruct``) are refused such counts. Error messages describe untrusted
+objects by type and a bounded summary, never by a full ``repr()`` (shared
+references make that exponential).
 """
 from __future__ import annotations
 
@@ -37,6 +45,7 @@ import collections
 import datetime
 import io
 import pickle
+import reprlib
 import struct
 import zipfile
 from pathlib import Path
@@ -88,16 +97,67 @@ _STORAGE_MODULES = ("torch", "torch.cuda", "torch.storage")
 def _checked_rebuild_from_type_v2(func, new_type, args, state):
     """torch._tensor._rebuild_from_type_v2 limited to plain tensors/parameters built by allowlisted functions."""
     if func not in SAFE_CALLABLES.values() or new_type not in (torch.Tensor, torch.nn.Parameter):
-        raise UnsafeCheckpointError(f"refusing tensor rebuild through {func!r} as {new_type!r}")
+        raise UnsafeCheckpointError(f"refusing tensor rebuild through {describe(func)} as {describe(new_type)}")
     return torch._tensor._rebuild_from_type_v2(func, new_type, args, state)
+
+
+def _check_view(storage: Any, offset: Any, size: Any, stride: Any) -> None:
+    """A tensor view must lie inside its storage (else torch would grow a resizable storage to fit it)."""
+    if not isinstance(storage, torch.storage.TypedStorage):
+        raise CheckpointError(f"tensor rebuilt from a {type(storage).__name__}, not a storage")
+    dims = tuple(size) if isinstance(size, (tuple, list, torch.Size)) else None
+    strides = tuple(stride) if isinstance(stride, (tuple, list)) else None
+    if (dims is None or strides is None or len(dims) != len(strides) or not isinstance(offset, int) or offset < 0
+            or any(not isinstance(v, int) or v < 0 for v in dims + strides)):
+        raise CheckpointError(f"malformed tensor view (offset {describe(offset)}, size {describe(size)}, "
+                              f"stride {describe(stride)})")
+    extent = 0 if 0 in dims else offset + 1 + sum((n - 1) * st for n, st in zip(dims, strides))
+    held = storage._untyped_storage.nbytes() // _element_size(storage.dtype)
+    if extent > held:
+        raise CheckpointError(f"tensor of size {describe(list(dims))} needs {extent} elements but its storage "
+                              f"holds {held} (corrupt or hostile file)")
+
+
+def _checked_rebuild_tensor(storage, storage_offset, size, stride, *rest):
+    _check_view(storage, storage_offset, size, stride)
+    return torch._utils._rebuild_tensor(storage, storage_offset, size, stride, *rest)
+
+
+def _checked_rebuild_tensor_v2(storage, storage_offset, size, stride, *rest):
+    _check_view(storage, storage_offset, size, stride)
+    return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, *rest)
+
+
+def _checked_rebuild_tensor_v3(storage, storage_offset, size, stride, *rest):
+    _check_view(storage, storage_offset, size, stride)
+    return torch._utils._rebuild_tensor_v3(storage, storage_offset, size, stride, *rest)
+
+
+def _checked_bytearray(*args):
+    """``bytearray`` as pickles use it (from bytes or a latin-1 string), never ``bytearray(count)``."""
+    if args and not isinstance(args[0], (bytes, bytearray, str)):
+        raise CheckpointError(f"checkpoint asks for bytearray({describe(args[0])}); pickled byte arrays are "
+                              "built from their bytes, never from a count; refused")
+    return bytearray(*args)
+
+
+_TEXT_ENCODINGS = frozenset({"latin1", "latin-1", "latin_1", "iso-8859-1", "utf-8", "utf8", "ascii"})
+
+
+def _checked_encode(obj, encoding="utf-8", errors="strict"):
+    """``_codecs.encode`` as protocol-2 pickles use it for bytes: a string and a text encoding."""
+    if not isinstance(obj, str) or not isinstance(encoding, str) or encoding.lower() not in _TEXT_ENCODINGS:
+        raise CheckpointError(f"checkpoint calls _codecs.encode({describe(obj)}, {describe(encoding)}); only "
+                              "text encodings of strings are allowed")
+    return __import__("codecs").encode(obj, encoding, errors)
 
 
 def _safe_callables() -> dict[str, Any]:
     u = torch._utils
     names: dict[str, Any] = {
-        "torch._utils._rebuild_tensor": u._rebuild_tensor,
-        "torch._utils._rebuild_tensor_v2": u._rebuild_tensor_v2,
-        "torch._utils._rebuild_tensor_v3": u._rebuild_tensor_v3,
+        "torch._utils._rebuild_tensor": _checked_rebuild_tensor,
+        "torch._utils._rebuild_tensor_v2": _checked_rebuild_tensor_v2,
+        "torch._utils._rebuild_tensor_v3": _checked_rebuild_tensor_v3,
         "torch._utils._rebuild_parameter": u._rebuild_parameter,
         "torch._utils._rebuild_parameter_with_state": u._rebuild_parameter_with_state,
         "torch._utils._rebuild_meta_tensor_no_storage": u._rebuild_meta_tensor_no_storage,
@@ -110,9 +170,9 @@ def _safe_callables() -> dict[str, Any]:
         "torch.serialization._get_layout": torch.serialization._get_layout,
         "collections.OrderedDict": collections.OrderedDict,
         "collections.Counter": collections.Counter,
-        "_codecs.encode": __import__("codecs").encode,  # how protocol-2 pickles write bytes
+        "_codecs.encode": _checked_encode,  # how protocol-2 pickles write bytes
         "builtins.set": set, "builtins.frozenset": frozenset, "builtins.complex": complex,
-        "builtins.bytearray": bytearray, "builtins.slice": slice,
+        "builtins.bytearray": _checked_bytearray, "builtins.slice": slice,
         "datetime.datetime": datetime.datetime, "datetime.date": datetime.date,
         "datetime.time": datetime.time, "datetime.timedelta": datetime.timedelta,
     }
@@ -123,8 +183,17 @@ def _safe_callables() -> dict[str, Any]:
     try:  # numpy arrays/scalars inside optimizer or stats: construction only, no code
         import numpy as np
 
+        reconstruct = np.ndarray.__reduce__(np.zeros(0))[0]
+
+        def checked_reconstruct(cls, shape, dtype):
+            # numpy pickles always reconstruct an empty (0,) array and fill it from the state's bytes
+            if cls is not np.ndarray or tuple(shape) != (0,):
+                raise CheckpointError(f"numpy array reconstruction with shape {describe(shape)}; refused (pickled "
+                                      "arrays start empty and get their data from the file)")
+            return reconstruct(cls, shape, dtype)
+
         for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-            names[f"{mod}._reconstruct"] = np.ndarray.__reduce__(np.zeros(0))[0]
+            names[f"{mod}._reconstruct"] = checked_reconstruct
             names[f"{mod}.scalar"] = np.float64(0).__reduce__()[0]
         names["numpy.ndarray"] = np.ndarray
         names["numpy.dtype"] = np.dtype
@@ -141,7 +210,7 @@ class _InertMeta(type):
 
     def __call__(cls, *args, **kwargs):
         raise UnsafeCheckpointError(
-            f"checkpoint tries to call '{cls.pickled_name}' with arguments {_short(args)}; refused, nothing was "
+            f"checkpoint tries to call '{cls.pickled_name}' with arguments {describe(args)}; refused, nothing was "
             "executed (only tensors and plain data objects can be loaded)")
 
     def __repr__(cls) -> str:
@@ -188,8 +257,40 @@ class InertObject(metaclass=_InertMeta):
         return f"<inert {self.pickled_name}>"
 
 
-def _short(obj: Any, limit: int = 80) -> str:
-    text = repr(obj)
+class _BoundedRepr(reprlib.Repr):
+    """repr() with bounded depth, item count and length; other objects shown by type name only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxtuple = self.maxlist = self.maxarray = self.maxdict = self.maxset = self.maxfrozenset = 4
+        self.maxdeque = 4
+        self.maxstring = self.maxother = 40
+
+    def repr_int(self, x: int, level: int) -> str:
+        return repr(x) if x.bit_length() <= 128 else f"<int of {x.bit_length()} bits>"
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        if isinstance(x, (float, complex, bool, type(None), torch.device, torch.dtype)):
+            return repr(x)
+        if isinstance(x, (bytes, bytearray)):
+            return f"<{type(x).__name__} of {len(x)} bytes>"
+        if isinstance(x, torch.Tensor):
+            return f"<tensor {tuple(x.shape)} {x.dtype}>"
+        if isinstance(x, InertObject):
+            return f"<inert {x.pickled_name}>"
+        return f"<{type(x).__name__}>"
+
+
+_BOUNDED_REPR = _BoundedRepr()
+
+
+def describe(obj: Any, limit: int = 80) -> str:
+    """A bounded summary of an untrusted object for error messages (cost independent of its size)."""
+    try:
+        text = _BOUNDED_REPR.repr(obj)
+    except Exception:  # noqa: BLE001 - a description must never fail
+        text = f"<{type(obj).__name__}>"
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -229,7 +330,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         if not isinstance(pid, tuple) or not pid or pid[0] not in ("storage", b"storage"):
-            raise CheckpointError(f"unsupported persistent id in checkpoint: {_short(pid)}")
+            raise CheckpointError(f"unsupported persistent id in checkpoint: {describe(pid)}")
         if self._load_storage is None:
             raise CheckpointError("pickle references tensor storage but no storage source is available")
         if len(pid) == 5:  # zip format: (tag, type, key, location, numel)
@@ -239,12 +340,14 @@ class RestrictedUnpickler(pickle.Unpickler):
             if view is not None:
                 raise CheckpointError("legacy storage views are not supported")
         else:
-            raise CheckpointError(f"malformed storage id {_short(pid)}")
+            raise CheckpointError(f"malformed storage id {describe(pid)}")
         if not isinstance(stype, _StorageMarker):
-            raise UnsafeCheckpointError(f"storage type {stype!r} is not a torch storage type")
-        key = key.decode() if isinstance(key, bytes) else str(key)
+            raise UnsafeCheckpointError(f"storage type {describe(stype)} is not a torch storage type")
+        if not isinstance(key, (str, bytes)) or not isinstance(numel, int) or numel < 0:
+            raise CheckpointError(f"malformed storage id {describe(pid)}")
+        key = key.decode(errors="replace") if isinstance(key, bytes) else key
         if key not in self._storages:
-            untyped = self._load_storage(key, stype.dtype, int(numel))
+            untyped = self._load_storage(key, stype.dtype, numel)
             self._storages[key] = torch.storage.TypedStorage(wrap_storage=untyped, dtype=stype.dtype, _internal=True)
         return self._storages[key]
 
@@ -266,6 +369,16 @@ def _storage_from_bytes(data: bytes | bytearray, dtype: torch.dtype, numel: int,
     return flat.untyped_storage()
 
 
+def _read_record(zf: zipfile.ZipFile, name: str, limit: int, path: Path) -> bytes:
+    """One zip record, at most ``limit`` bytes, only if stored uncompressed (so its size is its real size)."""
+    info = zf.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise CheckpointError(f"{path}: record '{name}' is compressed (method {info.compress_type}); torch.save "
+                              "stores records uncompressed, and inflating an untrusted record is unbounded; refused")
+    with zf.open(info) as fh:
+        return fh.read(limit)
+
+
 def _load_zip(path: Path) -> tuple[Any, set[str]]:
     try:
         zf = zipfile.ZipFile(path)
@@ -277,17 +390,27 @@ def _load_zip(path: Path) -> tuple[Any, set[str]]:
         if len(pkls) != 1:
             raise CheckpointError(f"{path}: zip file without a torch data.pkl record (not a torch checkpoint)")
         prefix = pkls[0][: -len("data.pkl")]
-        byteorder = zf.read(prefix + "byteorder").decode().strip() if prefix + "byteorder" in names else "little"
+        archive_size = path.stat().st_size  # stored records cannot hold more than the archive
+        try:
+            byteorder = (_read_record(zf, prefix + "byteorder", 16, path).decode(errors="replace").strip()
+                         if prefix + "byteorder" in names else "little")
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise CheckpointError(f"{path}: corrupt checkpoint ({type(exc).__name__}: {exc})") from exc
         big = byteorder == "big"
 
         def load_storage(key: str, dtype: torch.dtype, numel: int) -> torch.UntypedStorage:
             record = f"{prefix}data/{key}"
             if record not in names:
                 raise CheckpointError(f"{path}: tensor data record '{record}' missing (file truncated?)")
-            return _storage_from_bytes(zf.read(record), dtype, numel, big, str(path))
+            nbytes = numel * _element_size(dtype)
+            real = zf.getinfo(record).file_size
+            if zf.getinfo(record).compress_type == zipfile.ZIP_STORED and min(real, archive_size) < nbytes:
+                raise CheckpointError(f"{path}: storage '{key}' claims {numel} elements ({nbytes} bytes) but its "
+                                      f"record holds {min(real, archive_size)} bytes (corrupt or hostile file)")
+            return _storage_from_bytes(_read_record(zf, record, nbytes, path), dtype, numel, big, str(path))
 
         try:
-            unpickler = RestrictedUnpickler(io.BytesIO(zf.read(pkls[0])), load_storage)
+            unpickler = RestrictedUnpickler(io.BytesIO(_read_record(zf, pkls[0], archive_size, path)), load_storage)
             obj = unpickler.load()
         except CheckpointError:
             raise
@@ -312,7 +435,12 @@ def _load_legacy(path: Path) -> tuple[Any, set[str]]:
             pending: dict[str, tuple[torch.dtype, int]] = {}
             holders: dict[str, torch.UntypedStorage] = {}
 
+            file_size = path.stat().st_size
+
             def defer(key: str, dtype: torch.dtype, numel: int) -> torch.UntypedStorage:
+                if numel * _element_size(dtype) > file_size:  # the raw bytes follow in this file
+                    raise CheckpointError(f"{path}: storage '{key}' claims {numel} elements, more than the "
+                                          f"{file_size}-byte file can hold (corrupt or hostile file)")
                 pending[key] = (dtype, numel)
                 holders[key] = torch.UntypedStorage(numel * _element_size(dtype))
                 return holders[key]
@@ -346,16 +474,21 @@ def safe_load(path: str | Path) -> tuple[Any, set[str]]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    if zipfile.is_zipfile(path):
-        return _load_zip(path)
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head.startswith(b"PK"):
-        raise CheckpointError(f"{path}: damaged or truncated zip archive (no central directory)")
-    if not head:
-        raise CheckpointError(f"{path}: empty file")
-    return _load_legacy(path)
+    try:
+        if zipfile.is_zipfile(path):
+            return _load_zip(path)
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head.startswith(b"PK"):
+            raise CheckpointError(f"{path}: damaged or truncated zip archive (no central directory)")
+        if not head:
+            raise CheckpointError(f"{path}: empty file")
+        return _load_legacy(path)
+    except CheckpointError as exc:  # every message names the file
+        if str(path) in str(exc):
+            raise
+        raise type(exc)(f"{path}: {exc}") from None
 
 
-__all__ = ["CheckpointError", "UnsafeCheckpointError", "InertObject", "RestrictedUnpickler", "SAFE_CALLABLES",
+__all__ = ["CheckpointError", "UnsafeCheckpointError", "InertObject", "describe", "RestrictedUnpickler", "SAFE_CALLABLES",
            "FORBIDDEN_MODULES", "safe_load"]
