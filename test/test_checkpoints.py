@@ -217,6 +217,7 @@ def test_compresstracker_training_checkpoint_drops_teacher_copies(tmp_path):
     assert torch.equal(ours["box_head.conv5_ctr.weight"], sd["box_head.conv5_ctr.weight"])
 
 
+@pytest.mark.slow
 def test_vitb_ostrack256_and_ct2_checkpoints_infer_registry_configs(tmp_path):
     """Full-size official layouts: every tensor used (242 - 2 ignored), architecture = our registry entries."""
     sd = OrderedDict((k, torch.zeros(s)) for k, s in ref.official_shapes().items())
@@ -369,6 +370,7 @@ def test_convert_cli_in_process(tmp_path, small_ckpt, capsys):
     assert cli_main(["convert", str(small_ckpt), "--out", str(tmp_path / "x.pth")]) == 2
 
 
+@pytest.mark.slow
 def test_convert_cli_subprocess_ce(tmp_path):
     sd = ref.random_official_state_dict(4, depth=12, dim=64, head_channels=32)
     ckpt = write_trainer_checkpoint(tmp_path / "ce.pth.tar", sd, config_name=CE_EXPERIMENT)

@@ -27,6 +27,7 @@ def video(tmp_path_factory):
     return path, gts
 
 
+@pytest.mark.slow
 def test_track_writes_annotated_video_boxes_and_summary(video, tiny_dytrack_file, tmp_path):
     path, gts = video
     out, boxes = tmp_path / "annotated.mp4", tmp_path / "boxes.txt"
@@ -53,6 +54,7 @@ def test_track_writes_annotated_video_boxes_and_summary(video, tiny_dytrack_file
     assert (edge[:, 1] > 150).mean() > 0.8 and (edge[:, 2] < 120).mean() > 0.8
 
 
+@pytest.mark.slow
 def test_track_errors_are_clear(video, tiny_dytrack_file, tmp_path):
     path, _ = video
     r = _dytrack("track", path, "--init", "10,10,0,5", "--model", tiny_dytrack_file)
@@ -65,6 +67,7 @@ def test_track_errors_are_clear(video, tiny_dytrack_file, tmp_path):
     assert r.returncode == 2 and "x,y,w,h" in r.stderr
 
 
+@pytest.mark.slow
 def test_help_documents_every_option():
     r = _dytrack("--help")
     assert r.returncode == 0 and "track" in r.stdout

@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 CORE = ["dytrack_ros", "dytrack_ros.tracker", "dytrack_ros.backends", "dytrack_ros.model", "dytrack_ros.model_io",
         "dytrack_ros.eval", "dytrack_ros.data", "dytrack_ros.train", "dytrack_ros.cli"]
 # Anything the ROS layer brings in: rclpy itself, our node code and the generated interfaces.
@@ -44,6 +46,7 @@ def _is_ros(module: str) -> bool:
     return any(module == p or module.startswith(p + ".") for p in ROS_PREFIXES)
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch, OpenCV, ONNX Runtime and every module
 def test_core_and_cli_parser_never_import_rclpy():
     modules = _modules_after_core_imports()
     assert "dytrack_ros.cli.track_cmd" in modules  # the parser really built the subcommands

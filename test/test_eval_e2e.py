@@ -121,6 +121,7 @@ def test_resume_skips_finished_and_refuses_other_tracker(synth_root, tmp_path):
     assert score_results(seqs, out, allow_missing=True).missing == [seqs[0].name]
 
 
+@pytest.mark.slow
 def test_parallel_workers_match_serial(synth_root, tmp_path):
     seqs = load_dataset("got10k", synth_root, "val")[:2]
     run_tracker(TrackerSpec("opencv:kcf"), seqs, tmp_path / "serial", progress=False)
@@ -132,6 +133,7 @@ def test_parallel_workers_match_serial(synth_root, tmp_path):
         np.testing.assert_allclose(a, b)
 
 
+@pytest.mark.slow
 def test_cli_synth_eval_score_with_model_sweep_and_baselines(tmp_path, tiny_model):
     data = tmp_path / "data"
     assert main(["synth", "--out", str(data), "--num-sequences", "1", "--frames", "10", "--preset", "medium",
@@ -163,6 +165,7 @@ def test_cli_synth_eval_score_with_model_sweep_and_baselines(tmp_path, tiny_mode
     assert main(["score", "--format", "got10k", "--root", str(data), "--results", str(tmp_path / "nope")]) == 2
 
 
+@pytest.mark.slow
 def test_plot_series_and_csrt_beats_kcf_on_easy_sequences(synth_root, tmp_path):
     seqs = [s for s in load_dataset("got10k", synth_root, "val") if "easy" in s.name]
     scores = []

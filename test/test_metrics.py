@@ -173,6 +173,7 @@ def _ensure_got10k():
         pytest.skip(f"got10k installed but not importable: {exc}")
 
 
+@pytest.mark.slow
 def test_cross_check_against_got10k_toolkit():
     """Our IoU / centre error / curves agree with got10k where the definitions coincide.
 

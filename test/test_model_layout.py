@@ -45,6 +45,7 @@ def layouts() -> dict[str, dict[str, tuple]]:
     return {name: _ours_as_official(name, distill) for name, (_, _, _, distill) in OFFICIAL_COUNTS.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(OFFICIAL_COUNTS))
 def test_keys_and_shapes_match_official_table(layouts, name):
     n_keys, n_elem, depth, distill = OFFICIAL_COUNTS[name]
@@ -59,6 +60,7 @@ def test_keys_and_shapes_match_official_table(layouts, name):
     assert sum(torch.Size(s).numel() for s in ours.values()) == n_elem - UNUSED_ELEMENTS
 
 
+@pytest.mark.slow
 def test_block_and_head_key_counts(layouts):
     ours = layouts["ostrack256"]
     assert sum(k.startswith("backbone.blocks.") for k in ours) == 12 * 12
@@ -66,6 +68,7 @@ def test_block_and_head_key_counts(layouts):
     assert sum(k.startswith("backbone.distill_blocks.") for k in layouts["ct4"]) == 4 * 12
 
 
+@pytest.mark.slow
 def test_ce_variant_has_identical_keys_and_official_ce_setting(layouts):
     assert layouts["ostrack256_ce"] == layouts["ostrack256"]
     cfg = get_config("ostrack256_ce")

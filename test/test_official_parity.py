@@ -56,6 +56,7 @@ def _max_diffs(ours, theirs) -> list[float]:
     return [float((a - b).abs().max()) for a, b in zip((ours.score_map, ours.size_map, ours.offset_map), theirs)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ce", [False, True], ids=["plain", "ce"])
 def test_maps_match_reference(small_models, small_sd, ce):
     model = small_models[1] if ce else small_models[0]
@@ -69,6 +70,7 @@ def test_maps_match_reference(small_models, small_sd, ce):
         assert max(diffs) < ATOL, f"seed {seed}: score/size/offset max abs diff {diffs}"
 
 
+@pytest.mark.slow
 def test_parity_check_detects_wrong_ce_semantics(small_models, small_sd):
     """The comparison above can fail: plausible CE variants give clearly different maps."""
     z, x = _inputs(0)
@@ -111,6 +113,7 @@ def tracking_sd(small_sd):
     return sd
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ce", [False, True], ids=["plain", "ce"])
 def test_tracking_run_matches_reference_tracker(tracking_sd, ce):
     model, _ = build_from_state_dict(dict(tracking_sd), "tracking", ce=ce, num_heads=HEADS)
@@ -134,6 +137,7 @@ def test_tracking_run_matches_reference_tracker(tracking_sd, ce):
     assert round(x + 0.5 * w - 0.5 * crop_sz) + crop_sz > frames[0].shape[1]
 
 
+@pytest.mark.slow
 def test_vitb_ostrack256_single_forward_matches_reference():
     """Full-size ViT-B/16 OSTrack-256 (non-CE) on random official weights: one forward each."""
     sd = ref.random_official_state_dict(5)

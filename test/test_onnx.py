@@ -157,6 +157,7 @@ def test_tracker_on_onnx_gives_the_torch_boxes(exported):
         assert o.score == pytest.approx(t.score, abs=ATOL)
 
 
+@pytest.mark.slow
 def test_export_leaves_the_model_untouched(tmp_path):
     torch.manual_seed(0)
     net = _make_nontrivial(create_model("dytrack_tiny")).train()
@@ -167,6 +168,7 @@ def test_export_leaves_the_model_untouched(tmp_path):
         assert torch.equal(v, before[k]), k
 
 
+@pytest.mark.slow
 def test_candidate_elimination_model_exports_and_matches(tmp_path):
     """CE pruning (top-k + gather + scatter) is data dependent but has static shapes: it traces exactly."""
     torch.manual_seed(0)
@@ -192,6 +194,7 @@ def test_export_refuses_a_wrong_suffix_and_writes_nothing(tmp_path):
 
 # --- loading errors ----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_missing_or_foreign_stage_files_are_refused(exported, tmp_path):
     _, paths, _ = exported["dytrack_tiny"]
     first = tmp_path / "dytrack_tiny.onnx"
@@ -259,6 +262,7 @@ def test_registry_picks_the_backend_by_suffix_and_reports_bad_requests(exported,
 
 # --- CLI -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_export_cli_writes_the_stage_files_and_reports_parity(exported, tmp_path, capsys):
     _, _, st = exported["dytrack_tiny"]
     out = tmp_path / "cli" / "model.onnx"

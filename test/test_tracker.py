@@ -90,6 +90,7 @@ def test_track_before_initialize_and_after_reset(tracker, square_sequence):
         tracker.track(frames[2])
 
 
+@pytest.mark.slow
 def test_status_thresholds_drive_uncertain_then_lost(tiny_dytrack_file, square_sequence):
     frames, gts = square_sequence
     # every score is < 1.0: with both thresholds at 1.0 each frame is a low-score frame

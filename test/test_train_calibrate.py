@@ -18,6 +18,8 @@ from dytrack_ros.exit_policy import ExitPolicy
 from dytrack_ros.train.calibrate import CalibrationError, apply_calibration, calibrate, stage_latency_ms, trace_sequence
 from train_toy import write_toy_got10k
 
+pytestmark = pytest.mark.train
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -44,6 +46,7 @@ def test_exit_rule_on_recorded_frames_first_passing_exit_and_last_always():
     assert [policy.first_exit(row) for row in q] == policy.first_exits(q).tolist()
 
 
+@pytest.mark.slow
 def test_trace_follows_the_thresholds(model, toy):
     _, seqs = toy
     full = trace_sequence(model, seqs[0], [1.0, 1.0, 0.0])
@@ -71,6 +74,7 @@ def test_trace_is_the_product_tracker_trajectory(model, toy):
     np.testing.assert_allclose(trace.boxes[1:], np.asarray(boxes), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_calibrate_meets_depth_target_and_is_stored(model, toy, tmp_path):
     _, seqs = toy
     res = calibrate(model, seqs, target_depth=2.0, progress=False)
@@ -88,6 +92,7 @@ def test_calibrate_meets_depth_target_and_is_stored(model, toy, tmp_path):
     assert lat.thresholds[0] == 1.0  # an unlimited budget keeps full depth
 
 
+@pytest.mark.slow
 def test_calibration_errors(model, toy):
     _, seqs = toy
     with pytest.raises(CalibrationError, match="unreachable"):
@@ -98,6 +103,7 @@ def test_calibration_errors(model, toy):
         calibrate(create_model("ostrack_tiny"), seqs, target_depth=2.0, progress=False)
 
 
+@pytest.mark.slow
 def test_calibrate_cli(model, toy, tmp_path):
     from dytrack_ros.model_io.model_file import save_model_file
 

@@ -14,6 +14,8 @@ from dytrack_ros.train.losses import gaussian_heatmap
 from dytrack_ros.train.trainer import train
 from train_toy import write_toy_got10k
 
+pytestmark = pytest.mark.train
+
 
 def _teacher(depth=12):
     torch.manual_seed(0)
@@ -76,6 +78,7 @@ def _batch(cfg, b=2):
             "heatmap": torch.from_numpy(np.stack([gaussian_heatmap(box, cfg.search_feat)] * b))}
 
 
+@pytest.mark.slow
 def test_objective_gradients_flow_through_frozen_teacher_stages():
     t = _teacher(4)
     s, _ = init_student_from_teacher(t, 2)
@@ -108,6 +111,7 @@ def test_export_is_a_plain_student_file(tmp_path):
     assert len(m.state_dict()) == len(s.state_dict()) and info == {"teacher": "t"}
 
 
+@pytest.mark.slow
 def test_compress_training_steps_reduce_the_loss(tmp_path):
     root = write_toy_got10k(tmp_path / "toy", num_sequences=3, frames=10, seed=4)
     teacher = _teacher(4)

@@ -20,6 +20,8 @@ from dytrack_ros.train.config import load_train_config, train_config_from_dict
 from dytrack_ros.train.trainer import TrainingError, load_checkpoint, train
 from train_toy import write_toy_got10k
 
+pytestmark = pytest.mark.train
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -42,6 +44,7 @@ def _cfg(root, **over):
     return train_config_from_dict(d)
 
 
+@pytest.mark.slow
 def test_a_few_steps_reduce_the_loss(toy_root, tmp_path):
     cfg = _cfg(toy_root, data__samples_per_epoch=192, optim__batch_size=8, optim__epochs=1, optim__drop_path=0.0,
                optim__lr_drop_epoch=10)
@@ -55,6 +58,7 @@ def test_a_few_steps_reduce_the_loss(toy_root, tmp_path):
     assert any((tmp_path / "tb").iterdir())  # TensorBoard event file
 
 
+@pytest.mark.slow
 def test_resume_is_exact(toy_root, tmp_path):
     """4 steps straight == 2 steps + resume + 2 steps (crossing an epoch end and an LR drop)."""
     full = train(_cfg(toy_root, optim__max_steps=4), tmp_path / "a", progress=False)
@@ -69,6 +73,7 @@ def test_resume_is_exact(toy_root, tmp_path):
     assert full.losses[2:] == rest.losses
 
 
+@pytest.mark.slow
 def test_bad_checkpoint_and_world_size_mismatch(toy_root, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -115,6 +120,7 @@ def _ddp_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_process_gloo_ddp_keeps_ranks_identical(toy_root, tmp_path):
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(toy_root), str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
@@ -128,6 +134,7 @@ def test_two_process_gloo_ddp_keeps_ranks_identical(toy_root, tmp_path):
     assert load_checkpoint(tmp_path / "checkpoints" / "latest.pt")["world_size"] == 2
 
 
+@pytest.mark.slow
 def test_cli_single_process_and_torchrun(toy_root, tmp_path):
     cfg = _cfg(toy_root).to_dict()
     path = tmp_path / "cfg.yaml"

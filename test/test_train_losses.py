@@ -11,6 +11,8 @@ from dytrack_ros.train.losses import (box_iou_giou, cxcywh_to_xyxy, decision_los
                                       gaussian_radius, giou_loss, l1_loss, self_distillation_loss, target_weights,
                                       xywh_to_xyxy)
 
+pytestmark = pytest.mark.train
+
 
 def test_giou_hand_cases():
     pred = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0]])

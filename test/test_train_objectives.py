@@ -19,6 +19,8 @@ from dytrack_ros.train.objective import (Objective, build_objective, objective_c
 from dytrack_ros.train.trainer import load_checkpoint, train
 from train_toy import write_toy_got10k
 
+pytestmark = pytest.mark.train
+
 # Losses of the first 4 optimiser steps (2 epochs of 2 steps: crossing an LR drop, the CE keep-rate warm-up and the
 # CompressTracker schedule change p 0.5 -> 1.0) and the step-4 stats, recorded with the training loop as one
 # function with method branches (commit 30af117), before the objectives moved behind the registry.
@@ -79,6 +81,7 @@ def _case(tmp: Path, name: str) -> TrainConfig:
     return _cfg(tmp, "compress", compress={"teacher": str(tmp / "teacher.safetensors"), "student_depth": 2})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(REFERENCE))
 def test_each_method_trains_to_the_recorded_losses(toy_files, tmp_path, case):
     torch.set_num_threads(1)

@@ -18,6 +18,8 @@ from dytrack_ros.train.pairs import (EpochSampler, PairDataset, PairSamplingErro
 from dytrack_ros.tracker.preprocess import sample_target
 from train_toy import write_toy_got10k
 
+pytestmark = pytest.mark.train
+
 MCFG = ModelConfig(name="t", embed_dim=32, depth=2, num_heads=2, head_channels=16, template_size=64, search_size=128)
 
 

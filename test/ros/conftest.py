@@ -31,6 +31,14 @@ _DOMAINS = itertools.count()
 TRAINED_MODEL = REPO / "models" / "dytrack_small.safetensors"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test in this folder needs the ROS 2 runtime: marked ``ros`` (this hook sees the whole session)."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if here in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.ros)
+
+
 def _next_domain() -> int:
     # 110..209, spread by pid so concurrent pytest runs rarely collide
     return 110 + (os.getpid() * 17 + next(_DOMAINS)) % 100

@@ -14,6 +14,9 @@ import pytest
 from dytrack_ros.msg import TrackedTarget
 from dytrack_ros.ros.client import time_to_ns
 
+# Every test here starts node processes (~10-15 s each on 2 cores).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -14,6 +14,9 @@ from dytrack_ros.msg import TrackedTarget
 from dytrack_ros.ros.client import CameraStream, ClientError, TrackerClient, ns_to_time, time_to_ns
 from dytrack_ros.viz import STATUS_COLOURS
 
+# Every test here starts node processes (~10-15 s each on 2 cores).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 TRAINED_MODEL = REPO / "models" / "dytrack_small.safetensors"
 ACTIVE = (TrackedTarget.STATUS_TRACKING, TrackedTarget.STATUS_UNCERTAIN, TrackedTarget.STATUS_LOST)
