@@ -182,3 +182,24 @@ def test_plot_series_and_csrt_beats_kcf_on_easy_sequences(synth_root, tmp_path):
     _valid_png(tmp_path / "c.png")
     _valid_png(tmp_path / "t.png")
     shutil.rmtree(tmp_path / "kcf")
+
+
+def test_eval_refuses_an_invalid_box_row_unless_repair_is_asked(tmp_path, capsys):
+    data = tmp_path / "data"
+    assert main(["synth", "--out", str(data), "--num-sequences", "1", "--frames", "8", "--preset", "easy",
+                 "--seed", "2", "--size", "160x120", "--quiet"]) == 0
+    res = tmp_path / "res"
+    common = ["eval", "--format", "got10k", "--root", str(data), "--split", "val", "--quiet", "--model",
+              "opencv:kcf", "--results", str(res)]
+    assert main([*common, "--no-score"]) == 0
+    box_file = next(p for p in res.glob("*.txt") if not p.stem.endswith(("_time", "_exit")))
+    lines = box_file.read_text().splitlines()
+    lines[4] = "nan,nan,nan,nan"  # what a tracker that lost its numbers would write
+    box_file.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert main(common) == 2  # resumes (nothing to run) and scores: the bad row is refused
+    assert f"{box_file}:5: invalid box nan,nan,nan,nan (non-finite value)" in capsys.readouterr().err
+    assert main([*common, "--repair-invalid"]) == 0
+    assert f"repaired 1 invalid row(s) in {box_file} (lines 5)" in capsys.readouterr().out
+    payload = json.loads((res / "report" / "scores.json").read_text())
+    assert payload["results"][0]["repaired_lines"] == {str(box_file): [5]}
