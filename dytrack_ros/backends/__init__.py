@@ -59,6 +59,22 @@ def model_name_from_path(path: str | Path) -> str:
     return Path(path).stem
 
 
+def check_torch_device(device: str) -> None:
+    """Raise :class:`BackendError` unless torch can use ``device`` here. Why before loading: without a GPU,
+    ``cuda`` failed deep inside the weight reader ("pin_memory=True requires a CUDA ... backend")."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise BackendError(f"device {device!r} is not a torch device name (cpu, cuda, cuda:N): {exc}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendError(f"device {device!r}: torch finds no CUDA GPU on this machine; use device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BackendError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+
+
 def load_torch_model(path: str | Path, device: str = "cpu", ce: bool | None = None) -> tuple[TrackerNet, str]:
     """TrackerNet from our model file or an official checkpoint; returns (net, model name).
 
@@ -70,6 +86,7 @@ def load_torch_model(path: str | Path, device: str = "cpu", ce: bool | None = No
     p = Path(path)
     if not p.exists():
         raise BackendError(f"model file not found: {p}")
+    check_torch_device(device)
     if p.name.endswith(".safetensors"):
         from ..model_io.model_file import load_model_file
 

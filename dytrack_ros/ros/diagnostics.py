@@ -25,9 +25,13 @@ class HealthLimits:
 
 def assess(*, tracking: bool, status: str, input_rate: float, processed_rate: float,
            seconds_since_input: float | None, last_bad_input_age: float | None, last_bad_input: str,
-           limits: HealthLimits) -> tuple[int, str]:
-    """(level, one-line message) from the node's current numbers."""
+           limits: HealthLimits, last_model_error_age: float | None = None,
+           last_model_error: str = "") -> tuple[int, str]:
+    """(level, one-line message) from the node's current numbers. A model error (non-finite network output)
+    within the bad-input window is an ERROR: the node has no usable estimate while it lasts."""
     problems: list[tuple[int, str]] = []
+    if last_model_error_age is not None and last_model_error_age <= limits.bad_input_window_s:
+        problems.append((ERROR, f"model error: {last_model_error}"))
     if tracking and (seconds_since_input is None or seconds_since_input > limits.input_timeout_s):
         age = "never" if seconds_since_input is None else f"{seconds_since_input:.1f} s ago"
         problems.append((ERROR, f"no input image while tracking (last {age})"))

@@ -109,6 +109,15 @@ class NodeStats:
         self.last_bad_input = ""
         self.last_bad_input_time: float | None = None
         self.lost_frames = 0
+        self.model_errors = 0  # frames whose network output was not finite (nothing published for them)
+        self.last_model_error = ""
+        self.last_model_error_time: float | None = None
+
+    def model_error(self, reason: str) -> None:
+        with self.lock:
+            self.model_errors += 1
+            self.last_model_error = reason
+            self.last_model_error_time = time.monotonic()
 
     def bad_input(self, reason: str) -> None:
         with self.lock:

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from ..backends import available_backends
 from ..config import ConfigError, TrackerConfig
 from ..exit_policy import THRESHOLD_CONVENTION
+from ..image_limits import DEFAULT_MAX_IMAGE_PIXELS
 from ..runtime_options import AUTO_BACKEND, PRECISIONS, RuntimeOptions
 
 _TRACKER_DEFAULTS = TrackerConfig()
@@ -73,7 +74,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("lost_threshold", _TRACKER_DEFAULTS.lost_threshold,
               "Score below this counts towards LOST. Must be <= uncertain_threshold.", EXITS, float_range=(0.0, 1.0)),
     ParamSpec("lost_after_frames", _TRACKER_DEFAULTS.lost_after_frames,
-              "Consecutive frames below lost_threshold before the status becomes LOST.", EXITS, int_range=(1, 1000)),
+              "Frames below lost_threshold among the last 2 x lost_after_frames before the status becomes LOST.",
+              EXITS, int_range=(1, 1000)),
     ParamSpec("transport", "raw", "Image input: raw subscribes to 'image' (sensor_msgs/Image), compressed to "
               "'image/compressed' (sensor_msgs/CompressedImage).", INPUT, read_only=True, choices=TRANSPORTS),
     ParamSpec("qos_reliability", "best_effort", "Reliability of the image subscription. best_effort (REP-2003 "
@@ -81,6 +83,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               choices=RELIABILITIES),
     ParamSpec("qos_depth", 1, "History depth of the image subscription (the node always tracks the newest frame).",
               INPUT, read_only=True, int_range=(1, 100)),
+    ParamSpec("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS, "Largest input image in pixels (width x height), "
+              "checked before decoding (compressed: from the JPEG/PNG header); larger images are refused as bad "
+              "input. The default is 8K UHD (7680 x 4320).", INPUT, read_only=True, int_range=(1, 2**31 - 1)),
     ParamSpec("frame_buffer_size", 15, "Recent frames kept so ~/init_target can use the frame with the requested "
               "stamp.", INPUT, read_only=True, int_range=(1, 300)),
     ParamSpec("publish_debug_image", False, "Always publish ~/debug_image. When false it is published only while "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import sys
 import threading
 import time
@@ -39,7 +40,7 @@ from ..msg import TrackedTarget
 from ..paths import default_model_path
 from ..runtime_options import RuntimeOptions
 from ..srv import InitTarget
-from ..tracker import Tracker, TrackerInputError, TrackStatus
+from ..tracker import Tracker, TrackerInputError, TrackerOutputError, TrackStatus
 from ..viz import draw_result
 from . import diagnostics as diag
 from .frame_buffer import Frame, FrameBuffer, stamp_to_ns
@@ -55,6 +56,7 @@ STATUS_CODES = {
     TrackStatus.LOST.value: TrackedTarget.STATUS_LOST,
 }
 WARN_THROTTLE_S = 5.0
+MAX_WARN_KINDS = 64  # distinct kinds of bad input remembered for throttling (the texts come from clients)
 GIL_SWITCH_INTERVAL_S = 2e-4  # see main()
 
 
@@ -141,7 +143,10 @@ class TrackerNode(Node):
     def _declare_static_parameters(self) -> None:
         for spec in PARAMS:
             if spec.read_only:
-                self.declare_parameter(spec.name, spec.default, descriptor_for(spec))
+                try:
+                    self.declare_parameter(spec.name, spec.default, descriptor_for(spec))
+                except Exception as exc:  # rclpy raises several types for rejected overrides (ranges, types)
+                    raise NodeStartupError(f"invalid parameter {spec.name}: {_one_line(exc)}") from exc
 
     def _runtime_options(self) -> RuntimeOptions:
         """Backend, device, precision and CPU threads in the one object the backend loader applies (threads
@@ -248,17 +253,20 @@ class TrackerNode(Node):
 
     # ----------------------------------------------------------------- inputs
     def _on_image(self, msg: Image) -> None:
-        self._receive(msg.header, lambda: image_to_rgb(msg), eager=True)
+        max_pixels = int(self._static["max_image_pixels"])
+        self._receive(msg.header, lambda: image_to_rgb(msg, max_pixels), eager=True)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
-        # JPEG decoding is costly: only frames that are used get decoded (worker or init)
-        self._receive(msg.header, lambda: compressed_to_rgb(msg), eager=False)
+        # JPEG decoding is costly: only frames that are used get decoded (worker or init); the ring keeps the
+        # compressed data of older frames, not their decoded arrays
+        max_pixels = int(self._static["max_image_pixels"])
+        self._receive(msg.header, lambda: compressed_to_rgb(msg, max_pixels), eager=False)
 
     def _receive(self, header, decode, eager: bool) -> None:
         now = time.monotonic()
         with self.stats.lock:
             self.stats.input_rate.tick(now)
-        frame = Frame(header, stamp_to_ns(header.stamp), now, decode)
+        frame = Frame(header, stamp_to_ns(header.stamp), now, decode, keep_decoded=eager)
         if eager:
             try:
                 frame.rgb()
@@ -270,14 +278,25 @@ class TrackerNode(Node):
         self.buffer.push(frame)
 
     def _bad_input(self, reason: str) -> None:
-        """Count it for diagnostics; log it, throttled per kind ('image rejected', 'init_target rejected', ...)
-        so that a burst of one problem never hides a different one."""
+        """Count it for diagnostics; log it, throttled per kind so that a burst of one problem never hides a
+        different one."""
         self.stats.bad_input(reason)
-        kind = reason.split(":", 1)[0]
+        self._warn_throttled(reason)
+
+    def _warn_throttled(self, reason: str) -> None:
+        """Log ``reason`` unless one of the same kind was logged within WARN_THROTTLE_S. The kind is the
+        prefix ('image rejected', ...) plus the first two words of the detail, numbers and quoted values
+        removed: 'data has 100 bytes' and 'unsupported encoding' are different kinds, 'data has 7 bytes'
+        and 'data has 9 bytes' the same."""
+        prefix, _, detail = reason.partition(": ")
+        words = re.sub(r"'[^']*'|\d+", "#", detail).split()[:2]
+        kind = " ".join([prefix, *words])
         now = time.monotonic()
         with self._warn_lock:
             if now - self._last_warn.get(kind, -math.inf) < WARN_THROTTLE_S:
                 return
+            if len(self._last_warn) >= MAX_WARN_KINDS:
+                self._last_warn.clear()
             self._last_warn[kind] = now
         self.get_logger().warning(reason)
 
@@ -290,7 +309,9 @@ class TrackerNode(Node):
             try:
                 self._process(frame)
             except Exception as exc:  # never let one frame kill the worker
-                self._bad_input(f"frame skipped: {type(exc).__name__}: {exc}")
+                if not self.context.ok():
+                    return  # shutting down: publishers are gone, which is no fault of the input
+                self._bad_input(f"frame skipped: {type(exc).__name__}: {_one_line(exc)}")
 
     def _process(self, frame: Frame) -> None:
         picked = time.monotonic()
@@ -303,6 +324,9 @@ class TrackerNode(Node):
                 track_ms = result.timings["total"]  # crop + network + decode, measured by the tracker
             except (ImageConversionError, TrackerInputError) as exc:
                 self._bad_input(f"frame skipped: {exc}")
+                return
+            except TrackerOutputError as exc:
+                self._model_error(frame, exc)
                 return
             status = result.status.value
             self._status, self._last_score = status, result.score
@@ -326,6 +350,19 @@ class TrackerNode(Node):
             drawn = draw_result(rgb, result.box, status, result.score, result.exit_layer, result.num_layers,
                                 extra=f"id {track_id}")
             self.debug_pub.publish(rgb_to_image(drawn, frame.header))
+
+    def _model_error(self, frame: Frame, exc: TrackerOutputError) -> None:
+        """The network gave no usable answer (non-finite numbers): publish LOST with the last finite box and
+        score 0, so that followers stop; diagnostics report ERROR while it lasts. Called under the lock."""
+        self.stats.model_error(str(exc))
+        self._warn_throttled(f"model error: {exc}")
+        self._status, self._last_score = TrackStatus.LOST.value, 0.0
+        msg = self._target_message(frame.header, TrackStatus.LOST.value)
+        x, y, w, h = self.tracker.state
+        msg.center_x, msg.center_y, msg.size_x, msg.size_y = x + w / 2.0, y + h / 2.0, float(w), float(h)
+        msg.score = 0.0
+        msg.latency_ms = float((self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6)
+        self.target_pub.publish(msg)
 
     def _target_message(self, header, status: str, result=None) -> TrackedTarget:
         msg = TrackedTarget()
@@ -372,12 +409,16 @@ class TrackerNode(Node):
             rgb = frame.rgb()
         except ImageConversionError as exc:
             return fail(f"frame unusable: {exc}")
+        except Exception as exc:  # a decoder's own error on hostile data
+            return fail(f"frame unusable: {type(exc).__name__}: {_one_line(exc)}")
         h, w = rgb.shape[:2]
         with self._lock:
             try:
                 self.tracker.initialize(rgb, box)
             except TrackerInputError as exc:
                 return fail(f"invalid box for the {w}x{h} image: {exc}")
+            except Exception as exc:  # a service call must never end the node; the tracker state is unchanged
+                return fail(f"cannot initialise on the {w}x{h} image: {type(exc).__name__}: {_one_line(exc)}")
             self._track_id += 1
             self._init_seq = frame.seq
             self._status = "tracking"
@@ -418,11 +459,14 @@ class TrackerNode(Node):
             overhead, wait = st.overhead_ms.summary(), st.wait_ms.summary()
             exits_text, mean_layers = st.exits.as_text(), st.exits.mean_layers()
             bad, last_bad, bad_age = st.bad_inputs, st.last_bad_input, diag.monotonic_age(st.last_bad_input_time)
+            model_errors, last_model_error = st.model_errors, st.last_model_error
+            model_error_age = diag.monotonic_age(st.last_model_error_time)
             lost, processed = st.lost_frames, st.processed_rate.total
         limits = diag.HealthLimits(self._expected_rate, self._min_processed_rate, self._input_timeout)
         level, message = diag.assess(tracking=status != "idle", status=status, input_rate=in_rate,
                                      processed_rate=proc_rate, seconds_since_input=since_input,
-                                     last_bad_input_age=bad_age, last_bad_input=last_bad, limits=limits)
+                                     last_bad_input_age=bad_age, last_bad_input=last_bad, limits=limits,
+                                     last_model_error_age=model_error_age, last_model_error=last_model_error)
         info = self.tracker.backend_info
         values: dict[str, object] = {
             "status": status, "track id": track_id, "score": float(score),
@@ -433,7 +477,7 @@ class TrackerNode(Node):
             "input rate (Hz)": in_rate, "processed rate (Hz)": proc_rate,
             "frames received": self.buffer.received, "frames processed": processed,
             "dropped frames": self.buffer.dropped, "bad inputs": bad, "last bad input": last_bad or "-",
-            "lost frames": lost,
+            "lost frames": lost, "model errors": model_errors, "last model error": last_model_error or "-",
             "latency p50 (ms)": lat.get("p50", 0.0), "latency p95 (ms)": lat.get("p95", 0.0),
             "latency max (ms)": lat.get("max", 0.0),
             "node latency p50 (ms)": node_lat.get("p50", 0.0), "node latency p95 (ms)": node_lat.get("p95", 0.0),
@@ -464,6 +508,11 @@ class TrackerNode(Node):
         if worker is not None and worker.is_alive():
             worker.join(timeout=5.0)
         super().destroy_node()
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one line (some libraries' messages span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def main(args: list[str] | None = None) -> int:
