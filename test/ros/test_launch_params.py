@@ -228,6 +228,7 @@ def _start(rig, name: str, config: Path, given: dict[str, str]) -> NodeProcess:
 WATCHED = ["backend", "device", "transport", "publish_debug_image", "cpu_threads", "expected_rate", "model_path"]
 
 
+@pytest.mark.slow  # starts node processes
 def test_node_keeps_config_file_values_unless_an_argument_is_given(rig, tiny_dytrack_file, tmp_path):
     config = _write_config(tmp_path / "robot.yaml", tiny_dytrack_file)
     plain = _start(rig, "tracker_plain", config, _launch_defaults())
