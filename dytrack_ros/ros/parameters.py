@@ -20,9 +20,11 @@ from ..config import ConfigError, TrackerConfig
 from ..exit_policy import THRESHOLD_CONVENTION
 from ..image_limits import DEFAULT_MAX_IMAGE_PIXELS
 from ..runtime_options import AUTO_BACKEND, PRECISIONS, RuntimeOptions
+from ..tracker.budget import BudgetConfig
 
 _TRACKER_DEFAULTS = TrackerConfig()
 _RUNTIME_DEFAULTS = RuntimeOptions()
+_BUDGET_DEFAULTS = BudgetConfig()
 
 BACKENDS = (AUTO_BACKEND, *available_backends())  # the registry decides; a new backend appears here by itself
 TRANSPORTS = ("raw", "compressed")
@@ -51,7 +53,8 @@ class ParamSpec:
         return list if self.double_array else type(self.default)
 
 
-MODEL, EXITS, INPUT, OUTPUTS = "model", "early exits and status", "input", "outputs and health"
+MODEL, EXITS, BUDGET, INPUT, OUTPUTS = ("model", "early exits and status", "latency budget", "input",
+                                        "outputs and health")
 
 # Order: the generated YAML and README follow it (ros2 param list sorts anyway).
 PARAMS: tuple[ParamSpec, ...] = (
@@ -76,6 +79,16 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("lost_after_frames", _TRACKER_DEFAULTS.lost_after_frames,
               "Frames below lost_threshold among the last 2 x lost_after_frames before the status becomes LOST.",
               EXITS, int_range=(1, 1000)),
+    ParamSpec("latency_budget_ms", float(_BUDGET_DEFAULTS.latency_budget_ms), "Hold the p95 of the tracker's time "
+              "per frame at this many ms by choosing the exit threshold on every frame (DyTrack models); 0: off, "
+              "exit_thresholds apply.", BUDGET, float_range=(0.0, 100000.0)),
+    ParamSpec("target_depth", float(_BUDGET_DEFAULTS.target_depth), "Hold the mean executed depth at this many "
+              "transformer layers or less (DyTrack models); 0: off.", BUDGET, float_range=(0.0, 1000.0)),
+    ParamSpec("deadline", _BUDGET_DEFAULTS.deadline, "With latency_budget_ms: before each further stage, answer "
+              "with the current exit if the time spent plus the next stage's predicted cost would exceed the "
+              "budget.", BUDGET),
+    ParamSpec("threshold_floor", float(_BUDGET_DEFAULTS.min_threshold), "Accuracy floor: the budget controller "
+              "never relaxes an exit threshold below this.", BUDGET, float_range=(0.0, 1.0)),
     ParamSpec("transport", "raw", "Image input: raw subscribes to 'image' (sensor_msgs/Image), compressed to "
               "'image/compressed' (sensor_msgs/CompressedImage).", INPUT, read_only=True, choices=TRANSPORTS),
     ParamSpec("qos_reliability", "best_effort", "Reliability of the image subscription. best_effort (REP-2003 "
@@ -101,6 +114,19 @@ PARAMS: tuple[ParamSpec, ...] = (
 )
 SPECS = {p.name: p for p in PARAMS}
 RUNTIME_TRACKER_PARAMS = ("uncertain_threshold", "lost_threshold", "lost_after_frames")
+BUDGET_PARAMS = ("latency_budget_ms", "target_depth", "deadline", "threshold_floor")
+
+
+def budget_config_from(values: Mapping[str, Any]) -> BudgetConfig:
+    """The :class:`BudgetConfig` the budget parameters describe; raises ConfigError with the reason."""
+    try:
+        return BudgetConfig(latency_budget_ms=float(values["latency_budget_ms"]),
+                            target_depth=float(values["target_depth"]), deadline=bool(values["deadline"]),
+                            min_threshold=float(values["threshold_floor"]))
+    except (TypeError, ValueError, KeyError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"invalid budget parameters: {exc}") from exc
 
 
 def descriptor_for(spec: ParamSpec):

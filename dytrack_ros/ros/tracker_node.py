@@ -46,7 +46,8 @@ from . import diagnostics as diag
 from .frame_buffer import Frame, FrameBuffer, stamp_to_ns
 from .image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb, rgb_to_image
 from .node_stats import NodeStats
-from .parameters import PARAMS, RUNTIME_TRACKER_PARAMS, SPECS, check_choice, descriptor_for, tracker_config_with
+from .parameters import (BUDGET_PARAMS, PARAMS, RUNTIME_TRACKER_PARAMS, SPECS, budget_config_from, check_choice,
+                         descriptor_for, tracker_config_with)
 
 NODE_NAME = "tracker_node"
 STATUS_CODES = {
@@ -200,6 +201,8 @@ class TrackerNode(Node):
             import numpy as np
 
             blank = np.full((240, 320, 3), 127, np.uint8)
+            # the stages' costs at no load, for a latency budget set now or later (also warms up every stage)
+            self._stage_base_ms = tracker.measure_stage_ms() if tracker.exit_layers else []
             tracker.initialize(blank, (140, 100, 40, 40))
             tracker.track(blank)
             tracker.reset()
@@ -228,6 +231,8 @@ class TrackerNode(Node):
                 tracker_config_with(self.tracker.config, changes)
             except ConfigError as exc:
                 reason = str(exc)
+        if reason is None and not self._declaring and any(k in changes for k in BUDGET_PARAMS):
+            reason = self._budget_change_problem(changes)
         if reason is not None:
             if not self._declaring:
                 self.get_logger().warning(f"parameter change rejected: {reason}")
@@ -235,6 +240,20 @@ class TrackerNode(Node):
         if self._apply_in_validate:
             self._apply_parameters(params)
         return SetParametersResult(successful=True)
+
+    def _budget_values(self, changes) -> dict:
+        """The budget parameters as they would be after ``changes``."""
+        return {k: changes[k] if k in changes else self.get_parameter(k).value for k in BUDGET_PARAMS}
+
+    def _budget_change_problem(self, changes) -> str | None:
+        """Why the budget parameters after ``changes`` cannot apply, or None."""
+        try:
+            budget = budget_config_from(self._budget_values(changes))
+        except ConfigError as exc:
+            return str(exc)
+        if budget.active and not self.tracker.exit_layers:
+            return "latency_budget_ms/target_depth need a model with early exits"
+        return None
 
     def _apply_parameters(self, params) -> None:
         if self._declaring:
@@ -245,6 +264,10 @@ class TrackerNode(Node):
                 self.tracker.set_exit_thresholds(list(changes["exit_thresholds"]))
             if any(k in changes for k in RUNTIME_TRACKER_PARAMS):
                 self.tracker.set_config(tracker_config_with(self.tracker.config, changes))
+            if any(k in changes for k in BUDGET_PARAMS):
+                budget = budget_config_from(self._budget_values(changes))
+                first = self.tracker.budget is None
+                self.tracker.set_budget(budget, stage_base_ms=self._stage_base_ms if first else None)
             if "publish_debug_image" in changes:
                 self._publish_debug = bool(changes["publish_debug_image"])
             for key in ("expected_rate", "min_processed_rate", "input_timeout"):
@@ -378,6 +401,11 @@ class TrackerNode(Node):
                 msg.predicted_iou = float(result.pred_iou)
             msg.exit_layer, msg.num_layers = int(result.exit_layer), int(result.num_layers)
             msg.inference_ms = float(result.timings.get("total", 0.0))
+            msg.exit_thresholds = [float(t) for t in result.thresholds]
+            msg.cut_by_deadline = bool(result.cut_by_deadline)
+            if result.budget is not None:
+                msg.latency_budget_ms = float(self.tracker.budget.config.latency_budget_ms)
+                msg.latency_p95_ms = float(result.budget.achieved_p95_ms or 0.0)
         else:
             msg.num_layers = int(self.tracker.num_layers)
         return msg
@@ -489,6 +517,23 @@ class TrackerNode(Node):
             "exit thresholds": [round(t, 3) for t in thresholds],
             "uncertain threshold": cfg.uncertain_threshold, "lost threshold": cfg.lost_threshold,
         }
+        ctrl = self.tracker.budget
+        if ctrl is not None:
+            st = ctrl.state()
+            values.update({
+                "latency budget (ms)": ctrl.config.latency_budget_ms, "target depth": ctrl.config.target_depth,
+                "deadline": ctrl.config.deadline, "threshold floor": ctrl.config.min_threshold,
+                "exit thresholds in force": [round(t, 3) for t in st.thresholds],
+                "budget p95 (ms)": st.achieved_p95_ms if st.achieved_p95_ms is not None else "-",
+                "budget mean depth": st.achieved_mean_depth if st.achieved_mean_depth is not None else "-",
+                "budget met": st.budget_met, "deadline cuts (last frames)": st.cut_by_deadline,
+                "load scale": round(st.load_scale, 3),
+            })
+            if not st.budget_met and status != "idle" and level == diag.OK:
+                level = diag.WARN
+                message = (f"latency budget not met: p95 {st.achieved_p95_ms or 0.0:.1f} ms > "
+                           f"{ctrl.config.latency_budget_ms:g} ms at the accuracy floor"
+                           if ctrl.config.latency_budget_ms else "target depth not met at the accuracy floor")
         return level, message, values
 
     def _publish_diagnostics(self) -> None:
