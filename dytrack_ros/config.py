@@ -173,7 +173,7 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
-TRACK_STATUSES = ("tracking", "uncertain", "lost")
+TRACK_STATUSES = ("tracking", "uncertain", "lost", "searching", "redetected")
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,16 @@ class TrackerConfig:
     lost_after_frames: int = 3
     use_hann_window: bool = True
     clip_margin: int = 10
+    # Lost-target recovery (tracker/recovery.py): hold, enlarge, re-detect, re-acquire.
+    recovery: bool = True
+    hold_frames: int = 10  # frames the held box keeps moving at the last confident velocity
+    search_growth: float = 1.25  # search-region growth per lost frame (same network input size)
+    max_search_scale: float = 2.0  # largest search region, relative to the normal one
+    redetect_after_frames: int = 4  # lost frames before the global re-detection starts
+    redetect_windows: int = 3  # re-detection windows per frame (the per-frame compute budget)
+    redetect_scales: tuple[float, ...] = (1.0, 0.75, 1.33)  # window scales, relative to the last target size
+    reacquire_threshold: float = 0.5  # confidence a re-detected box needs
+    reacquire_frames: int = 2  # consecutive agreeing frames that re-acquire the target
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lost_threshold <= self.uncertain_threshold <= 1.0:
@@ -202,6 +212,27 @@ class TrackerConfig:
             raise ConfigError(f"lost_after_frames must be >= 1, got {self.lost_after_frames}")
         if int(self.clip_margin) < 0:
             raise ConfigError(f"clip_margin must be >= 0, got {self.clip_margin}")
+        if not isinstance(self.recovery, bool):
+            raise ConfigError(f"recovery must be true or false, got {_brief(self.recovery)}")
+        for key, low in (("hold_frames", 0), ("redetect_after_frames", 0), ("redetect_windows", 0),
+                         ("reacquire_frames", 1)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ConfigError(f"{key} must be an integer >= {low}, got {_brief(value)}")
+        for key, low in (("search_growth", 1.0), ("max_search_scale", 1.0)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                    or not low <= value <= 10.0:
+                raise ConfigError(f"{key} must be a number in [{low:g}, 10], got {_brief(value)}")
+        value = self.reacquire_threshold
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+            raise ConfigError(f"reacquire_threshold must be in [0, 1], got {_brief(value)}")
+        scales = self.redetect_scales
+        if isinstance(scales, list):
+            object.__setattr__(self, "redetect_scales", scales := tuple(scales))
+        if not isinstance(scales, tuple) or not scales or any(
+                isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.1 <= v <= 10.0 for v in scales):
+            raise ConfigError(f"redetect_scales must be a non-empty list of numbers in [0.1, 10], got {_brief(scales)}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "TrackerConfig":

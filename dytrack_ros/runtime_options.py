@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 from .config import ConfigError, _from_mapping
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+# int8: dynamic int8 quantisation of the transformer's linear layers (CPU; torch and onnxruntime)
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 AUTO_BACKEND = "auto"
 
 

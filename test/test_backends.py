@@ -55,7 +55,7 @@ def test_load_backend_passes_precision_and_rejects_unknown_ones(inputs):
     b = load_backend(net, precision="bf16")
     assert b.info()["precision"] == "bf16" and next(b.model.parameters()).dtype == torch.bfloat16
     with pytest.raises(BackendError, match="precision"):
-        load_backend(net, precision="int8")
+        load_backend(net, precision="int4")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when CUDA is missing")

@@ -9,6 +9,9 @@ suffix             backend        file
 ``.pth``/``.tar``  torch          official OSTrack / CompressTracker checkpoint
                                   (safe-loaded and converted in memory)
 ``.onnx``          onnxruntime    our ONNX export (one graph per exit stage)
+``.trt``           tensorrt       manifest of per-stage TensorRT engines
+                                  (``dytrack export --format tensorrt``); the
+                                  tensorrt backend also takes an ``.onnx`` file
 =================  =============  ==========================================
 """
 from __future__ import annotations
@@ -122,6 +125,20 @@ def _onnx_factory(model: str | Path | TrackerNet, options: RuntimeOptions, ce: b
     if isinstance(model, TrackerNet):
         raise BackendError("the onnxruntime backend needs an exported .onnx file (see 'dytrack export')")
     return OnnxBackend(model, options)
+
+
+@register_backend("tensorrt", suffixes=(".trt",))
+def _tensorrt_factory(model: str | Path | TrackerNet, options: RuntimeOptions, ce: bool | None = None) -> Backend:
+    from .tensorrt_backend import TensorRTBackend, TrtBuildOptions
+
+    if isinstance(model, TrackerNet):
+        raise BackendError("the tensorrt backend needs an exported .onnx file or a .trt manifest "
+                           "(see 'dytrack export --format tensorrt')")
+    import os
+
+    # the rebuild policy for engines that do not match: DYTRACK_TRT_REBUILD=never refuses instead of building
+    build = TrtBuildOptions(rebuild=os.environ.get("DYTRACK_TRT_REBUILD", "auto"))
+    return TensorRTBackend(model, options, build=None if str(model).endswith(".trt") else build)
 
 
 def _apply_threads(options: RuntimeOptions) -> None:

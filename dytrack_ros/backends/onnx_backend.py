@@ -13,11 +13,14 @@ Devices: ``cpu`` (CPUExecutionProvider), ``cuda[:N]`` (CUDAExecutionProvider),
 ``tensorrt[:N]`` (TensorrtExecutionProvider, CUDA for what TensorRT cannot
 run; engines cached next to the model). Precision: the file's own (fp32);
 ``fp16`` only on ``tensorrt`` (TensorRT builds fp16 kernels from the fp32
-graph); ``bf16`` is not offered.
+graph); ``int8`` only on ``cpu``: an fp32 export is quantised at load time
+(dynamic int8 MatMuls, :mod:`~dytrack_ros.backends.onnx_int8`) into a temporary
+directory, or an int8 export is loaded as it is; ``bf16`` is not offered.
 """
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,6 +75,12 @@ class OnnxBackend(Backend):
             raise BackendError(f"precision {precision!r} is not available on onnxruntime device {device!r}: the "
                                "exported graphs are fp32; use precision='fp32', device='tensorrt' for fp16, "
                                "or the torch backend for fp16/bf16")
+        if precision == "int8" and kind != "cpu":
+            raise BackendError(f"precision 'int8' is CPU-only on onnxruntime (dynamic int8 MatMuls), got device "
+                               f"{device!r}; use fp16 on 'tensorrt', or the tensorrt backend")
+        self._int8_dir: tempfile.TemporaryDirectory | None = None
+        if precision == "int8":
+            path = self._int8_files(path)
         self._ort_device = "cpu" if kind == "cpu" else "cuda"
         self._device_id = device_id
         providers = _providers(kind, device_id, precision, path)
@@ -96,8 +105,10 @@ class OnnxBackend(Backend):
         except StageFilesError as exc:
             raise BackendError(str(exc)) from None
         super().__init__(cfg, options, model_name or meta.get("model_name") or path.stem)
-        if file_precision != "fp32":
+        if file_precision not in ("fp32", "int8"):
             raise BackendError(f"{path.name}: unsupported exported precision {file_precision!r}")
+        if file_precision == "int8" and precision != "int8":
+            raise BackendError(f"{path.name} is an int8 export: load it with precision='int8'")
         self.path = path
         self.providers = first.get_providers()
 
@@ -118,10 +129,40 @@ class OnnxBackend(Backend):
             raise BackendError(f"{path.name}: {len(self.sessions)} stage graph(s) but the model has {expected_stages} stage(s)")
         self._check_io()
         self._bind_buffers()
+        if self._int8_dir is not None:  # the sessions hold the quantised graphs in memory
+            self._int8_dir.cleanup()
+            self._int8_dir = None
         self._has_template = False
         self._next_stage = 0  # stage to run next for the current frame
 
     # construction helpers ------------------------------------------------------
+    def _int8_files(self, path: Path) -> Path:
+        """``path`` itself if it is an int8 export, else its int8 quantisation in a temporary directory."""
+        import onnx
+
+        from .onnx_int8 import quantize_stage_file
+
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:  # onnx raises DecodeError and others for a bad file
+            raise BackendError(f"cannot read {path.name}: {exc}") from exc
+        meta = {p.key: p.value for p in proto.metadata_props}
+        del proto
+        if meta.get("precision") == "int8" or meta.get("format") != FORMAT:
+            return path  # int8 already, or not ours: the checks below say so
+        self._int8_dir = tempfile.TemporaryDirectory(prefix="dytrack_int8_")
+        out_dir = Path(self._int8_dir.name)
+        try:
+            names = [path.name] + parse_stage_files(meta.get("stage_files", "[]"), path.name)
+        except StageFilesError as exc:
+            raise BackendError(str(exc)) from None
+        for name in names:
+            src = path.with_name(name)
+            if not src.is_file():
+                raise BackendError(f"{path.name} needs its stage file {name} next to it (not found: {src})")
+            quantize_stage_file(src, out_dir / name)
+        return out_dir / path.name
+
     def _open(self, path: Path, opts: ort.SessionOptions, providers: list) -> ort.InferenceSession:
         try:
             sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)

@@ -31,6 +31,13 @@ list of the sibling file names of stages 1..K-1), ``num_stages``,
 stage file carries ``format``, ``stage_index`` and the same ``export_id``, so
 a stage file from another export is refused at load time.
 
+``precision="fp16"`` writes the FP16 variant that strongly typed TensorRT
+(11.x, no FP16 builder flag) builds from: weights and activations in fp16
+except the LayerNorms and the decisioners, which run in fp32 (Cast nodes
+around them); the graph inputs (images) and the output maps and ``pred_iou``
+stay float32, the ``tokens`` passed between stages are fp16. Its ``precision``
+metadata says ``fp16`` and its parity tolerance is :data:`FP16_PARITY_ATOL`.
+
 Export always verifies the graphs: ``onnx.checker`` on every file, then an
 ONNX Runtime vs torch comparison on random inputs for every output of every
 stage; a difference above ``atol`` (1e-4) removes the files and raises
@@ -57,6 +64,10 @@ from ..model.tracker_net import TrackerNet
 from .onnx_format import DEFAULT_OPSET, FORMAT, OUTPUT_MAPS, stage_file_names, stage_io_names
 
 PARITY_ATOL = 1e-4
+FP16_PARITY_ATOL = 2e-2  # fp16 graph vs torch fp32: half precision rounding through up to 12 blocks
+# the tokens between stages are the un-normed residual stream (magnitudes in the tens): fp16 keeps ~3 digits
+FP16_TOKENS_ATOL = 0.1
+EXPORT_PRECISIONS = ("fp32", "fp16")
 
 
 class OnnxExportError(RuntimeError):
@@ -72,6 +83,8 @@ class StageGraph(nn.Module):
         self.k = k
         self.last = k == net.num_stages - 1
         self.has_exits = net.cfg.has_exits
+        # fp16 graphs: images come in as float32 and maps/pred_iou go out as float32 (cast inside the graph)
+        self.dtype = net.backbone.patch_embed.proj.weight.dtype
         # Always eval: torch.onnx.export restores the wrapper's own train() flag recursively
         # afterwards, which would switch the net's BatchNorms to training mode.
         self.eval()
@@ -81,13 +94,16 @@ class StageGraph(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         net = self.net
+        if self.k == 0:
+            inputs = tuple(x.to(self.dtype) for x in inputs)
         if not self.has_exits:  # plain model: the whole forward (CE pruning included)
             out = net(*inputs)
-            return out.score_map, out.size_map, out.offset_map
+            return out.score_map.float(), out.size_map.float(), out.offset_map.float()
         tokens = net.embed(*inputs) if self.k == 0 else inputs[0]
         tokens, out = net.forward_stage(self.k, tokens)
         outputs = [] if self.last else [tokens]
-        outputs += [out.score_map, out.size_map, out.offset_map, torch.sigmoid(out.iou_logit)]
+        outputs += [out.score_map.float(), out.size_map.float(), out.offset_map.float(),
+                    torch.sigmoid(out.iou_logit.float())]
         return tuple(outputs)
 
 
@@ -163,14 +179,33 @@ def _set_metadata(path: Path, props: dict[str, str], simplify: bool) -> None:
         raise OnnxExportError(f"{path.name} fails onnx.checker: {exc}") from exc
 
 
+@contextlib.contextmanager
+def _cpu_eval(model: TrackerNet, precision: str) -> Iterator[TrackerNet]:
+    """The model to trace: fp32 as :func:`_cpu_fp32_eval`, or an fp16 copy with fp32 norms/decisioners."""
+    with _cpu_fp32_eval(model) as net:
+        if precision == "fp32":
+            yield net
+            return
+        from .precision import half_with_fp32_norms
+
+        half = copy.deepcopy(net).eval()
+        half.__dict__.pop("_fused_heads", None)  # fused fp32 head copies would not see the cast
+        yield half_with_fp32_norms(half, torch.float16)
+
+
 def export_onnx(model: TrackerNet, out_path: str | Path, opset: int = DEFAULT_OPSET, simplify: bool = False,
-                verify: bool = True, atol: float = PARITY_ATOL, model_name: str | None = None) -> list[Path]:
+                verify: bool = True, atol: float | None = None, model_name: str | None = None,
+                precision: str = "fp32") -> list[Path]:
     """Write ``model`` as one ONNX graph per exit stage; returns the files, first = ``out_path``.
 
-    With ``verify`` (default) the files are checked against torch on random
-    inputs and removed again if any output differs by more than ``atol``.
+    With ``verify`` (default) the files are checked against torch fp32 on random
+    inputs and removed again if any output differs by more than ``atol``
+    (default :data:`PARITY_ATOL`, :data:`FP16_PARITY_ATOL` for ``precision="fp16"``).
     """
-    with _cpu_fp32_eval(model) as net:
+    if precision not in EXPORT_PRECISIONS:
+        raise OnnxExportError(f"ONNX export precision must be one of {EXPORT_PRECISIONS}, got {precision!r}")
+    atol = (PARITY_ATOL if precision == "fp32" else FP16_PARITY_ATOL) if atol is None else atol
+    with _cpu_eval(model, precision) as net:
         try:
             paths = stage_file_names(out_path, net.num_stages)
         except ValueError as exc:
@@ -200,7 +235,7 @@ def export_onnx(model: TrackerNet, out_path: str | Path, opset: int = DEFAULT_OP
                             "exit_thresholds": json.dumps(list(cfg.exit_thresholds)),
                             "stage_files": json.dumps([p.name for p in paths[1:]]),
                             "num_stages": str(len(paths)),
-                            "precision": "fp32",
+                            "precision": precision,
                             "opset": str(opset),
                             "model_name": model_name or cfg.name,
                         })
@@ -215,13 +250,14 @@ def export_onnx(model: TrackerNet, out_path: str | Path, opset: int = DEFAULT_OP
             raise
         if verify:
             try:
-                report = parity_report(net, paths[0])
+                report = parity_report(model, paths[0])
             except Exception as exc:
                 _remove(paths)
                 raise OnnxExportError(f"the exported {kind} '{cfg.name}' cannot be run by ONNX Runtime: "
                                       f"{type(exc).__name__}: {exc}") from exc
+            tol = {"tokens_out": max(atol, FP16_TOKENS_ATOL)} if precision == "fp16" else {}
             bad = [f"stage {k} {name}: max |diff| {d:.3g}" for k, diffs in enumerate(report)
-                   for name, d in diffs.items() if not d <= atol]
+                   for name, d in diffs.items() if not d <= tol.get(name, atol)]
             if bad:
                 _remove(paths)
                 raise OnnxExportError(f"ONNX Runtime output of the exported {kind} '{cfg.name}' differs from torch "
@@ -234,16 +270,41 @@ def _remove(paths: list[Path]) -> None:
         p.unlink(missing_ok=True)
 
 
-def parity_report(model: TrackerNet, onnx_path: str | Path, seed: int = 1) -> list[dict[str, float]]:
-    """Max |ORT - torch| per output per stage on random inputs (same inputs to both)."""
-    from .onnx_backend import OnnxBackend
+def ort_stage_outputs(onnx_path: str | Path, template: np.ndarray, search: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Every output of every stage graph run by plain ONNX Runtime sessions (any exported precision)."""
+    import onnxruntime as ort
 
+    from .trt_plan import read_export
+
+    _meta, paths = read_export(onnx_path)
+    outs, tokens = [], None
+    for k, path in enumerate(paths):
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # fp16 graphs on the CPU: warnings about ops without fp16 constant folding
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        feed = {"template": template, "search": search} if k == 0 else {"tokens": tokens}
+        names = [o.name for o in sess.get_outputs()]
+        d = {n: np.asarray(v) for n, v in zip(names, sess.run(names, feed))}
+        tokens = d.get("tokens_out")
+        outs.append({n: v.astype(np.float32) for n, v in d.items()})
+    return outs
+
+
+def parity_report(model: TrackerNet, onnx_path: str | Path, seed: int = 1) -> list[dict[str, float]]:
+    """Max |ORT - torch fp32| per output per stage on random inputs (same inputs to both)."""
+    from .onnx_backend import OnnxBackend
+    from .trt_plan import read_export
+
+    precision = read_export(onnx_path)[0].get("precision", "fp32")
     with _cpu_fp32_eval(model) as net:
         template, search = example_inputs(net, seed)
         ref = torch_stage_outputs(net, template, search)
-        backend = OnnxBackend(onnx_path)
-        backend.set_template(template.numpy())
-        got = backend.run_stages(search.numpy())
+        if precision == "fp32":
+            backend = OnnxBackend(onnx_path)
+            backend.set_template(template.numpy())
+            got = backend.run_stages(search.numpy())
+        else:
+            got = ort_stage_outputs(onnx_path, template.numpy(), search.numpy())
     report = []
     for k, (r, g) in enumerate(zip(ref, got)):
         if set(r) != set(g):
@@ -252,5 +313,5 @@ def parity_report(model: TrackerNet, onnx_path: str | Path, seed: int = 1) -> li
     return report
 
 
-__all__ = ["FORMAT", "DEFAULT_OPSET", "stage_file_names", "stage_io_names", "PARITY_ATOL", "OnnxExportError", "StageGraph", "export_onnx", "parity_report",
+__all__ = ["EXPORT_PRECISIONS", "FP16_PARITY_ATOL", "ort_stage_outputs", "FORMAT", "DEFAULT_OPSET", "stage_file_names", "stage_io_names", "PARITY_ATOL", "OnnxExportError", "StageGraph", "export_onnx", "parity_report",
            "example_inputs", "torch_stage_outputs"]
