@@ -26,7 +26,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
@@ -293,10 +295,11 @@ _WORKER_TRACKER: dict[str, EvalTracker] = {}  # one tracker per worker process, 
 
 
 def _init_worker(spec: TrackerSpec, threads: int) -> None:
-    # Ctrl-C reaches every process of the terminal's group: the parent reports it in one line; a worker
-    # ends quietly (its KeyboardInterrupt traceback was dozens of lines per worker). Result files are
-    # replaced atomically, so a sequence cut short leaves none.
-    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    # Ctrl-C reaches every process of the terminal's group. Workers ignore it (inherited from the parent
+    # from their start, see _spawn_quietly: a KeyboardInterrupt traceback was dozens of lines per worker);
+    # the parent stops them and reports it in one line. Result files are replaced atomically, so a
+    # sequence cut short leaves none.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _set_opencv_threads(threads)
     _WORKER_TRACKER["tracker"] = build_tracker(spec, threads)
 
@@ -381,15 +384,42 @@ def run_tracker(
             ctx = get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                                      initargs=(spec, threads)) as pool:
-                futures = {pool.submit(_worker_run, seq, str(results_dir)): seq for seq in todo}
-                for fut in as_completed(futures):
-                    run = fut.result()
-                    summary.ran.append(run)
-                    bar.update(run.frames)
-                    bar.set_postfix(seq=run.name)
+                with _sigint_ignored():  # workers start (on submit) ignoring Ctrl-C, imports included
+                    futures = {pool.submit(_worker_run, seq, str(results_dir)): seq for seq in todo}
+                try:
+                    for fut in as_completed(futures):
+                        run = fut.result()
+                        summary.ran.append(run)
+                        bar.update(run.frames)
+                        bar.set_postfix(seq=run.name)
+                except KeyboardInterrupt:
+                    _stop_workers(pool)
+                    raise
     finally:
         bar.close()
     return summary
+
+
+@contextmanager
+def _sigint_ignored():
+    """Ignore SIGINT meanwhile (main thread only: elsewhere Python cannot change signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the worker processes now (SIGTERM) and drop queued sequences: ``shutdown`` alone would wait for
+    every queued sequence to finish. The executor has no public call for this; ``_processes`` maps the
+    worker pids to their processes."""
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def sweep_specs(spec: TrackerSpec, thresholds: Seq[float]) -> list[TrackerSpec]:
