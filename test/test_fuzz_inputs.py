@@ -136,7 +136,7 @@ def test_random_boxes_either_refused_or_tracked_inside_the_image(tracker, shape)
 
 
 def test_boxes_larger_than_the_image_cost_bounded_memory_and_time(tiny_dytrack_file):
-    """An accepted box ten times the image asks for an 11000 px search crop; the 8000 px box of the issue
+    """An accepted box ten times the image asks for an 11000 px search crop; the 8000 px box of ISSUE_BOXES
     (refused now) asked for 32000 px = 3 GB. Both must stay far below that, and fast."""
     grow, secs, out = peak_rss_growth(
         prelude=f"""
@@ -255,7 +255,7 @@ def test_header_sizes_are_read_without_decoding():
 
 
 def hostile_images(seed: int) -> list[bytes]:
-    """The issue's 629-byte 6000x6000 JPEGs, other claimed sizes, truncations, flipped bytes, noise."""
+    """629-byte JPEGs whose header claims 6000x6000, other claimed sizes, truncations, flipped bytes, noise."""
     rng = np.random.default_rng(seed)
     out = [_patched_jpeg(6000, 6000, 629) for _ in range(20)]
     out += [_patched_jpeg(16000, 16000), _patched_jpeg(65535, 65535), _patched_jpeg(0, 0), _patched_jpeg(1, 65535),

@@ -24,7 +24,7 @@ from ..video import FrameSource, VideoSourceError
 from .launcher import NodeProcess, local_ros_env, ros_args
 
 CUP_VIDEO = Path("data/media/cup.mp4")
-CUP_BOX = (300.0, 120.0, 126.0, 250.0)  # documented init box of cup.mp4 (640x480), see docs/data
+CUP_BOX = (300.0, 120.0, 126.0, 250.0)  # x, y, w, h of the cup in the first frame of cup.mp4 (640x480)
 CAMERA_TOPIC = "/demo/camera/image_raw"
 
 
