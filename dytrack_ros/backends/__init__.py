@@ -17,10 +17,11 @@ suffix             backend        file
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..config import ConfigError
-from ..model.tracker_net import TrackerNet
+if TYPE_CHECKING:
+    from ..model.tracker_net import TrackerNet
 from ..runtime_options import AUTO_BACKEND, PRECISIONS, RuntimeOptions
 from .base import Backend, BackendError, BackendOutput
 
@@ -39,6 +40,12 @@ def register_backend(name: str, suffixes: tuple[str, ...] = ()) -> Callable[[Bac
         return factory
 
     return deco
+
+
+def _is_network(model: object) -> bool:
+    """An in-memory network rather than a file path. Checked without importing torch, so the registry (and the
+    launch file, which reads backend names from it) stays light; torch loads with the first torch model."""
+    return not isinstance(model, (str, Path))
 
 
 def available_backends() -> list[str]:
@@ -105,7 +112,7 @@ def load_torch_model(path: str | Path, device: str = "cpu", ce: bool | None = No
 def _torch_factory(model: str | Path | TrackerNet, options: RuntimeOptions, ce: bool | None = None) -> Backend:
     from .torch_backend import TorchBackend
 
-    if isinstance(model, TrackerNet):
+    if _is_network(model):
         return TorchBackend(model, options)
     net, name = load_torch_model(model, options.device, ce=ce)
     backend = TorchBackend(net, options, model_name=name)
@@ -122,7 +129,7 @@ def _onnx_factory(model: str | Path | TrackerNet, options: RuntimeOptions, ce: b
         from .onnx_backend import OnnxBackend
     except ImportError as exc:  # onnxruntime not installed
         raise BackendError(f"onnxruntime backend unavailable: {exc}") from exc
-    if isinstance(model, TrackerNet):
+    if _is_network(model):
         raise BackendError("the onnxruntime backend needs an exported .onnx file (see 'dytrack export')")
     return OnnxBackend(model, options)
 
@@ -131,7 +138,7 @@ def _onnx_factory(model: str | Path | TrackerNet, options: RuntimeOptions, ce: b
 def _tensorrt_factory(model: str | Path | TrackerNet, options: RuntimeOptions, ce: bool | None = None) -> Backend:
     from .tensorrt_backend import TensorRTBackend, TrtBuildOptions
 
-    if isinstance(model, TrackerNet):
+    if _is_network(model):
         raise BackendError("the tensorrt backend needs an exported .onnx file or a .trt manifest "
                            "(see 'dytrack export --format tensorrt')")
     import os
@@ -166,7 +173,7 @@ def load_backend(model: str | Path | TrackerNet, options: RuntimeOptions | None 
         raise BackendError(str(exc)) from exc
     name = options.backend
     if name == AUTO_BACKEND:
-        name = "torch" if isinstance(model, TrackerNet) else backend_for_path(model)
+        name = "torch" if _is_network(model) else backend_for_path(model)
     if name not in _FACTORIES:
         raise BackendError(f"unknown backend '{name}'; available: {available_backends()}")
     _apply_threads(options)

@@ -272,3 +272,15 @@ def test_readme_names_the_launch_arguments_and_the_override_rule():
     assert "every parameter in the table under its own name" in text
     for deprecated in DEPRECATED_ALIASES:
         assert f" {deprecated}:=" not in text  # examples use the current names
+
+
+def test_the_launch_helper_loads_neither_torch_nor_rclpy():
+    """ros2 launch imports the launch file (and so this helper) in its own process, often under another Python
+    than the node's: it must not need torch (nor start ROS)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, dytrack_ros.ros.launch_params as lp; lp.parameter_arguments(); "
+            "print(sorted(m for m in ('torch', 'rclpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
