@@ -185,3 +185,15 @@ def test_cli_refuses_invalid_rows_and_repairs_on_request(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"repaired 2 invalid row(s) in {res / 'seq_a.txt'} (lines 2,3)" in out
     assert "2 invalid box row(s) in 1 file(s) replaced" in (tmp_path / "report" / "scores.md").read_text()
+
+
+def test_unreadable_run_info_refused_with_its_path(tmp_path, int_data):
+    from dytrack_ros.eval.score import ScoreError
+
+    res = _results(tmp_path / "res", INT_GT, exits=["0", "1", "1", "1"])
+    (res / "run_info.json").write_text(json.dumps({"tracker": {"num_layers": "six"}}))
+    with pytest.raises(ScoreError, match=rf"^{res / 'run_info.json'}: tracker.num_layers is 'six'"):
+        score_results(int_data, res)
+    (res / "run_info.json").write_text("{not json")
+    with pytest.raises(ScoreError, match=rf"^{res / 'run_info.json'}: not valid JSON"):
+        score_results(int_data, res)
