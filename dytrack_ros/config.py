@@ -199,7 +199,7 @@ class TrackerConfig:
     redetect_after_frames: int = 4  # lost frames before the global re-detection starts
     redetect_windows: int = 3  # re-detection windows per frame (the per-frame compute budget)
     redetect_scales: tuple[float, ...] = (1.0, 0.75, 1.33)  # window scales, relative to the last target size
-    reacquire_threshold: float = 0.5  # confidence a re-detected box needs
+    reacquire_threshold: float = 0.4  # confidence a re-detected box needs (each agreeing frame)
     reacquire_frames: int = 2  # consecutive agreeing frames that re-acquire the target
 
     def __post_init__(self) -> None:

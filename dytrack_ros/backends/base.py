@@ -12,6 +12,9 @@ everything built on them lives here once, for every backend:
   optional stage gate (a deadline: may the next stage still run?);
 - :meth:`Backend.infer_to_exit` forces exit k (benchmarks);
 - :meth:`Backend.infer_all` evaluates every exit (calibration traces);
+- :meth:`Backend.infer_batch` answers exit k for several search images at once
+  (lost-target re-detection windows); here a loop over :meth:`infer_to_exit`,
+  overridden where the runtime has a real batch axis (torch);
 - :meth:`Backend.warmup`.
 """
 from __future__ import annotations
@@ -159,6 +162,21 @@ class Backend(ABC):
         out = self.stage_output(k)
         out.stage_ms = stage_ms
         return out
+
+    def infer_batch(self, searches: np.ndarray, exit_index: int = 0) -> list[BackendOutput]:
+        """Exit ``exit_index`` for each of ``searches`` (B, 3, Hs, Ws) against the current template.
+
+        Re-detection asks this for its search windows: it needs each window's score and box, not the
+        exit rule, and stopping all windows at one fixed exit keeps the cost of a frame known in advance.
+        This loop is the fallback for runtimes with a fixed batch of 1 (the ONNX export, TensorRT
+        engines); one output per window, in order, each with batch 1 and ``stage_ms`` of its own.
+        """
+        searches = np.asarray(searches, dtype=np.float32)
+        if searches.ndim != 4 or searches.shape[1] != 3:
+            raise BackendError(f"searches must have shape (B, 3, H, W), got {searches.shape}")
+        if not 0 <= exit_index < self.num_stages:
+            raise BackendError(f"exit index must be in [0, {self.num_stages - 1}], got {exit_index}")
+        return [self.infer_to_exit(searches[i:i + 1], exit_index) for i in range(searches.shape[0])]
 
     def infer_all(self, search: np.ndarray) -> list[BackendOutput]:
         """Every exit's maps for one frame (all stages run; exit k does not depend on later stages)."""

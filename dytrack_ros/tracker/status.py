@@ -11,8 +11,9 @@ tracking. The scores are kept (not their verdicts) so that a change of the
 thresholds at runtime applies to the whole window at once.
 
 Limits: a target whose absence gives scores that stay between the two
-thresholds reads as UNCERTAIN, not LOST; telling that apart needs re-detection
-(searching beyond the local crop), which belongs to lost-target recovery.
+thresholds reads as UNCERTAIN, not LOST. Once LOST, the recovery state machine
+(:mod:`~dytrack_ros.tracker.recovery`) takes over the status until the target
+is re-acquired.
 """
 from __future__ import annotations
 
@@ -23,9 +24,24 @@ from ..config import TrackerConfig
 
 
 class TrackStatus(str, Enum):
+    """What the tracker knows about the target on a frame.
+
+    LOST and SEARCHING both mean "no target on this frame" (the box is the last
+    confident one, held): LOST while the tracker looks around the held position,
+    SEARCHING once global re-detection scans the whole frame. REDETECTED marks
+    the frame on which a lost target was re-acquired; TRACKING follows.
+    """
+
     TRACKING = "tracking"
     UNCERTAIN = "uncertain"
     LOST = "lost"
+    SEARCHING = "searching"
+    REDETECTED = "redetected"
+
+    @property
+    def target_lost(self) -> bool:
+        """True when the frame has no target (LOST or SEARCHING): what a robot should act on."""
+        return self in (TrackStatus.LOST, TrackStatus.SEARCHING)
 
 
 class StatusWindow:

@@ -21,6 +21,7 @@ from ..runtime_options import RuntimeOptions
 from .budget import BudgetConfig, BudgetController, BudgetState, ExitSweep
 from .postprocess import clip_box, decode, map_box_back
 from .preprocess import Crop, normalize, sample_target
+from .recovery import Recovery, RecoveryCounts
 from .status import StatusWindow, TrackStatus
 
 
@@ -72,6 +73,9 @@ class TrackResult:
     thresholds: tuple[float, ...] = ()  # exit thresholds in force for this frame
     cut_by_deadline: bool = False  # the deadline gate answered before the exit rule did
     budget: BudgetState | None = None  # the budget controller's state after this frame (when a budget is set)
+    lost_frames: int = 0  # frames since the target was declared lost (0 unless status is lost/searching)
+    last_confident_box: tuple[float, float, float, float] | None = None  # latest box at >= uncertain_threshold
+    redetect_windows: int = 0  # re-detection windows evaluated on this frame
 
 
 def validate_frame(frame) -> np.ndarray:
@@ -124,6 +128,7 @@ class Tracker:
         self._frame_index = 0
         self._status = StatusWindow()
         self._budget: BudgetController | None = None
+        self._recovery = Recovery()
 
     @classmethod
     def from_model(cls, model: str | Path, options: RuntimeOptions | None = None, config: TrackerConfig | None = None,
@@ -217,10 +222,21 @@ class Tracker:
         return self.backend.info()
 
     # API ------------------------------------------------------------------------
+    @property
+    def recovery_counts(self) -> RecoveryCounts:
+        """Losses, re-detection frames/windows, candidates and re-acquisitions since :meth:`initialize`."""
+        return self._recovery.counts
+
+    @property
+    def lost(self) -> bool:
+        """True while the target is lost and recovery searches for it."""
+        return self._recovery.lost
+
     def reset(self) -> None:
         self._state = None
         self._frame_index = 0
         self._status.reset()
+        self._recovery = Recovery()
 
     def initialize(self, frame: np.ndarray, box_xywh: Sequence[float]) -> None:
         frame = validate_frame(frame)
@@ -231,6 +247,8 @@ class Tracker:
         self._state = box
         self._frame_index = 0
         self._status.reset()
+        self._recovery = Recovery()
+        self._recovery.reset(box)
 
     def track(self, frame: np.ndarray, trace: bool = False) -> TrackResult:
         """Track one frame. ``trace=True`` evaluates every exit (no compute saved) and reports each exit's
@@ -241,6 +259,8 @@ class Tracker:
         frame = validate_frame(frame)
         cfg = self.model_config
         t0 = time.perf_counter()
+        if self.config.recovery and self._recovery.lost:
+            return self._track_lost(frame, t0)
         crop = sample_target(frame, self._state, cfg.search_factor, cfg.search_size)
         search = normalize(crop.patch)
         t1 = time.perf_counter()
@@ -272,6 +292,7 @@ class Tracker:
         box = clip_box(box, frame.shape[0], frame.shape[1], self.config.clip_margin)
         status = self._status.update(score, self.config)
         self._state = box
+        box, status = self._recover_after_track(frame, box, score, status)
         self._frame_index += 1
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
@@ -282,7 +303,87 @@ class Tracker:
             state = ctrl.state()
         return TrackResult(tuple(float(v) for v in box), score, status, out.exit_layer, cfg.depth,
                            out.pred_iou, timings, self._frame_index, out.exit_index, tuple(out.stage_ms), candidates,
-                           policy.thresholds, out.cut_by_deadline, state)
+                           policy.thresholds, out.cut_by_deadline, state, self._recovery.lost_frames,
+                           self._recovery.last_confident)
+
+    # lost-target recovery -------------------------------------------------------------------------
+    def _recover_after_track(self, frame: np.ndarray, box, score: float, status: TrackStatus):
+        """Hold instead of following low-confidence boxes; declare the target lost (see tracker/recovery.py).
+        Returns the box to report and the status. Without recovery only the last confident box is kept."""
+        rec, tc = self._recovery, self.config
+        h, w = frame.shape[:2]
+        rec.since_confident += 1
+        if score >= tc.uncertain_threshold:
+            rec.confident(box)
+        if not tc.recovery:
+            return box, status
+        if score < tc.lost_threshold:
+            box = self._state = rec.held_box(tc, w, h)
+        if status is TrackStatus.LOST:
+            box = self._state = rec.held_box(tc, w, h)
+            rec.declare_lost(frame.shape, tc, self.model_config.search_factor)
+        return box, status
+
+    def _track_lost(self, frame: np.ndarray, t0: float) -> TrackResult:
+        """One lost frame: verify a candidate, or search (enlarged local crop + this frame's windows)."""
+        rec, tc, cfg = self._recovery, self.config, self.model_config
+        h, w = frame.shape[:2]
+        held = rec.held_box(tc, w, h)
+        windows: list = []
+        reacquired = False
+        if rec.candidate is not None:
+            crop = sample_target(frame, rec.candidate, cfg.search_factor, cfg.search_size)
+            t1 = time.perf_counter()
+            out = self.backend.infer(normalize(crop.patch))
+            t2 = time.perf_counter()
+            found, score = self._decode_at(out, crop, rec.candidate, tc.use_hann_window)
+            found = clip_box(found, h, w, tc.clip_margin)
+            reacquired = rec.verify(found, score, tc)
+            exit_layer, exit_index, stage_ms = out.exit_layer, out.exit_index, tuple(out.stage_ms)
+        else:
+            factor = cfg.search_factor * rec.search_scale(tc)
+            windows = rec.next_windows(tc)
+            crops = [sample_target(frame, held, factor, cfg.search_size)]
+            crops += [sample_target(frame, wbox, cfg.search_factor, cfg.search_size) for wbox in windows]
+            batch = np.concatenate([normalize(c.patch) for c in crops])
+            t1 = time.perf_counter()
+            outs = self.backend.infer_batch(batch, 0)
+            t2 = time.perf_counter()
+            decoded = [self._decode_at(o, c, b, tc.use_hann_window and i == 0)
+                       for i, (o, c, b) in enumerate(zip(outs, crops, [held] + windows))]
+            best = max(range(len(decoded)), key=lambda i: decoded[i][1])
+            found, score = decoded[best]
+            found = clip_box(found, h, w, tc.clip_margin)
+            reacquired = rec.propose(found, score, tc)
+            exit_layer, exit_index = outs[best].exit_layer, outs[best].exit_index
+            stage_ms = (sum(o.stage_ms[-1] for o in outs),)
+        if not all(math.isfinite(v) for v in (*found, score)):
+            raise TrackerOutputError(f"the network gave a non-finite result while searching (score {score}); "
+                                     "the model weights are likely broken")
+        if reacquired:
+            rec.reacquired(found)
+            self._status.reset()
+            self._status.update(score, tc)
+            box, status, lost_frames = found, TrackStatus.REDETECTED, 0
+        else:
+            searching = rec.lost_frames >= int(tc.redetect_after_frames) and int(tc.redetect_windows) > 0
+            status = TrackStatus.SEARCHING if searching else TrackStatus.LOST
+            rec.end_frame_lost()
+            box, lost_frames = rec.held_box(tc, w, h), rec.lost_frames
+        self._state = box
+        self._frame_index += 1
+        t3 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
+                   "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+        return TrackResult(tuple(float(v) for v in box), float(score), status, exit_layer, cfg.depth, None, timings,
+                           self._frame_index, exit_index, stage_ms, (), self.exit_thresholds, False, None,
+                           lost_frames, rec.last_confident, len(windows))
+
+    def _decode_at(self, out: BackendOutput, crop: Crop, centre_box, use_window: bool):
+        """Like :meth:`_decode`, for a crop centred on ``centre_box`` instead of the state."""
+        box_norm, score = decode(out.score_map, out.size_map, out.offset_map, use_window)
+        box = map_box_back(box_norm, centre_box, self.model_config.search_size / crop.resize_factor)
+        return box, score
 
     def _decode(self, out: BackendOutput, crop: Crop) -> tuple[tuple[float, float, float, float], float]:
         """Exit maps -> image box around the current state (not yet clipped) and confidence."""
