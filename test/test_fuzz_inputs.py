@@ -135,6 +135,7 @@ def test_random_boxes_either_refused_or_tracked_inside_the_image(tracker, shape)
     assert accepted >= 3
 
 
+@pytest.mark.slow
 def test_boxes_larger_than_the_image_cost_bounded_memory_and_time(tiny_dytrack_file):
     """An accepted box ten times the image asks for an 11000 px search crop; the 8000 px box of ISSUE_BOXES
     (refused now) asked for 32000 px = 3 GB. Both must stay far below that, and fast."""
@@ -302,6 +303,7 @@ def test_hostile_image_files_are_refused_naming_the_file_with_bounded_memory(tmp
         read_image(files[20])
 
 
+@pytest.mark.slow
 def test_hostile_image_messages_are_refused_cheaply():
     pytest.importorskip("sensor_msgs.msg", reason="ROS 2 message packages not installed")
     grow, secs, out = peak_rss_growth(
@@ -364,6 +366,7 @@ def test_dytrack_track_keeps_the_boxes_before_an_unreadable_frame(frame_folder, 
     assert len(lines) == 5 and all(len(ln.split(",")) == 7 for ln in lines)
 
 
+@pytest.mark.slow
 def test_dytrack_track_video_of_mixed_frame_sizes_has_every_frame(tmp_path, tiny_dytrack_file, capsys):
     folder = tmp_path / "mixed"
     folder.mkdir()
@@ -402,6 +405,7 @@ def _set_first_box(root: Path, seq: str, text: str) -> None:
     gt.write_text("\n".join([text] + lines[1:]) + "\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("box", ["10,10,1e200,1e200", "10,10,1e-300,1e-300", "-5e8,-5e8,1e9,1e9", "500,500,10,10"])
 def test_eval_names_the_sequence_of_a_bad_first_box(got10k, tiny_dytrack_file, tmp_path, capsys, box):
     seq = sorted(p.name for p in (got10k / "val").iterdir() if p.is_dir())[1]
@@ -412,6 +416,7 @@ def test_eval_names_the_sequence_of_a_bad_first_box(got10k, tiny_dytrack_file, t
     assert rc == 2 and one_line(err) and f"sequence {seq}" in err and "first ground-truth box" in err, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", "\xff\xfe"])
 def test_eval_names_a_malformed_run_info(got10k, tiny_dytrack_file, tmp_path, capsys, content):
     res = tmp_path / "res"
@@ -423,6 +428,7 @@ def test_eval_names_a_malformed_run_info(got10k, tiny_dytrack_file, tmp_path, ca
     assert rc == 2 and one_line(err) and str(res / "run_info.json") in err, err
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_eval_is_one_line_and_keeps_finished_sequences(tmp_path, tiny_dytrack_file):
     from dytrack_ros.data.synth import generate_dataset
 
