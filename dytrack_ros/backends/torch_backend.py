@@ -40,11 +40,11 @@ class TorchBackend(Backend):
         except RuntimeError as exc:
             raise BackendError(f"invalid torch device {self.device!r}: {exc}") from exc
         on_cuda = self.torch_device.type == "cuda"
-        if on_cuda and not torch.cuda.is_available():
-            raise BackendError(f"device {self.device!r} requested but CUDA is not available in this torch build")
-        if self.precision == "int8" and on_cuda:
+        if self.precision == "int8" and self.torch_device.type != "cpu":
             raise BackendError("precision int8 is CPU-only on the torch backend (dynamic int8 linear layers); "
                                "use fp16 on CUDA, or the tensorrt backend")
+        if on_cuda and not torch.cuda.is_available():
+            raise BackendError(f"device {self.device!r} requested but CUDA is not available in this torch build")
         if self.precision == "bf16":
             from .precision import warn_if_slow_bf16
 
