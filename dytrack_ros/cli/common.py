@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..backends import available_backends
-from ..config import ConfigError
+from ..config import ConfigError, TrackerConfig
 from ..exit_policy import THRESHOLD_CONVENTION
 from ..paths import default_model_path
 from ..runtime_options import AUTO_BACKEND, PRECISIONS, RuntimeOptions
@@ -86,3 +86,31 @@ def budget_config_from_args(args: argparse.Namespace) -> BudgetConfig | None:
                        deadline=args.deadline, min_threshold=args.threshold_floor)
     return cfg if cfg.active else None
 
+
+
+def add_recovery_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """--recovery/--no-recovery and the main knobs of lost-target recovery; unset knobs keep the
+    TrackerConfig (or --tracker-config file) values."""
+    d = TrackerConfig()
+    g = p.add_argument_group("lost-target recovery (DyTrack/OSTrack models)")
+    g.add_argument("--recovery", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"hold, enlarge the search region, re-detect over the frame and re-acquire a lost target "
+                        f"(default: {'on' if d.recovery else 'off'})")
+    g.add_argument("--redetect-windows", type=int, default=None, metavar="N",
+                   help=f"re-detection windows per frame, the per-frame compute budget (default: {d.redetect_windows})")
+    g.add_argument("--redetect-after", type=int, default=None, metavar="F", dest="redetect_after_frames",
+                   help=f"lost frames before global re-detection starts (default: {d.redetect_after_frames})")
+    g.add_argument("--reacquire-threshold", type=float, default=None, metavar="T",
+                   help=f"confidence a re-detected box needs on each agreeing frame (default: {d.reacquire_threshold})")
+    g.add_argument("--reacquire-frames", type=int, default=None, metavar="K",
+                   help=f"agreeing frames that re-acquire the target (default: {d.reacquire_frames})")
+    return g
+
+
+_RECOVERY_ARGS = ("recovery", "redetect_windows", "redetect_after_frames", "reacquire_threshold", "reacquire_frames")
+
+
+def tracker_config_from_args(args: argparse.Namespace, base: TrackerConfig | None = None) -> TrackerConfig:
+    """``base`` (default TrackerConfig()) with the recovery options given on the command line applied."""
+    changes = {k: getattr(args, k) for k in _RECOVERY_ARGS if getattr(args, k, None) is not None}
+    return (base or TrackerConfig()).replace(**changes)

@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (add_budget_options, add_model_options, budget_config_from_args, parse_floats,
-                     runtime_options_from_args)
+from .common import (add_budget_options, add_model_options, add_recovery_options, budget_config_from_args,
+                     parse_floats, runtime_options_from_args, tracker_config_from_args)
 from .score_cmd import add_dataset_options, add_repair_option, parse_sequences
 
 
@@ -36,6 +36,7 @@ def add_parser(sub) -> None:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     add_repair_option(r)
     add_budget_options(p)
+    add_recovery_options(p)
     p.set_defaults(func=run)
 
 
@@ -55,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         opts = runtime_options_from_args(args)
         spec = TrackerSpec(args.model, opts.backend, opts.device, opts.precision,
                            tuple(args.exit_thresholds) if args.exit_thresholds else None, args.threads, args.ce,
-                           budget_config_from_args(args))
+                           budget_config_from_args(args),
+                           None if args.model.lower().startswith("opencv:") else tracker_config_from_args(args))
         dataset = {"format": args.format, "root": str(args.root), "split": args.split, "sequences": len(seqs)}
         if args.sweep_thresholds:
             if spec.is_opencv:

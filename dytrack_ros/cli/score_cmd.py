@@ -77,6 +77,12 @@ def score_and_report(sequences, result_dirs, report_dir, dataset: str, labels=No
     from ..eval.report import markdown_tables
 
     print(markdown_tables(scores, dataset))
+    for s in scores:
+        ls = s.lost_status
+        if ls and ls["absent"]:
+            fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+            print(f"{s.label}: lost status vs absence: precision {fmt(ls['precision'])}%, recall "
+                  f"{fmt(ls['recall'])}% ({ls['absent']} absent of {ls['frames']} frames)")
     print(f"report: {paths['markdown']} {paths['curves']} {paths['tradeoff']}")
     return scores
 

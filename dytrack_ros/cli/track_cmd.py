@@ -12,7 +12,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import TrackerConfig, load_yaml
-from .common import (add_budget_options, add_model_options, budget_config_from_args, parse_box,
+from .common import (add_budget_options, add_model_options, add_recovery_options, budget_config_from_args, parse_box,
+                     tracker_config_from_args,
                      runtime_options_from_args)
 
 
@@ -33,6 +34,7 @@ def add_parser(sub) -> None:
                    help="write one JSON object per tracked frame: frame index, tracker ms (total and per stage), exit "
                         "layer, thresholds in force, deadline cut and, with a budget, the controller's state")
     add_budget_options(p)
+    add_recovery_options(p)
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = TrackerConfig.from_dict(load_yaml(args.tracker_config)) if args.tracker_config else TrackerConfig()
+        cfg = tracker_config_from_args(args, cfg)
         source = FrameSource(args.video)
         tracker = Tracker.from_model(args.model, runtime_options_from_args(args), cfg, ce=args.ce)
         if args.exit_thresholds is not None:

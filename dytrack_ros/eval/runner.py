@@ -7,6 +7,9 @@ Per sequence, in the results folder (the pytracking / GOT-10k conventions):
   initialisation), measured around ``initialize``/``track`` only;
 - ``<seq>_exit.txt`` (DyTrack-family models): the 1-based layer where
   inference stopped, 0 on the initialisation frame.
+- ``<seq>_status.txt`` (DyTrack-family models): the tracker's status per frame
+  (``init`` on line 1, then tracking / uncertain / lost / searching /
+  redetected), which the lost-status score compares with the absence labels.
 ``run_info.json`` records which tracker produced the folder, so a resumed run
 cannot silently mix two trackers. ``<seq>.txt`` is written last and
 atomically: a sequence whose box file exists with one line per frame is
@@ -38,6 +41,7 @@ from typing import Iterator, Protocol, Sequence as Seq
 import cv2
 import numpy as np
 
+from dytrack_ros.config import TrackerConfig
 from dytrack_ros.data.sequence import Sequence
 from dytrack_ros.exit_policy import ExitPolicyError
 from dytrack_ros.image_io import ImageReadError, read_image
@@ -64,6 +68,7 @@ class TrackerSpec:
     threads: int | None = None  # per worker process; default: CPU cores / workers
     ce: bool | None = None  # official OSTrack checkpoint with candidate elimination; None: detect
     budget: BudgetConfig | None = None  # hold a latency budget / target depth (DyTrack models)
+    tracker_config: TrackerConfig | None = None  # status thresholds and lost-target recovery (None: defaults)
 
     def runtime_options(self, threads: int | None = None) -> RuntimeOptions:
         """How the model runs in one worker (``threads`` overrides the spec's own)."""
@@ -86,6 +91,8 @@ class TrackerSpec:
                      f"depth{self.budget.target_depth:g}" if self.budget.target_depth else "",
                      "deadline" if self.budget.deadline else ""]
             name += "@budget:" + "+".join(g for g in goals if g)
+        if self.tracker_config is not None and not self.tracker_config.recovery:
+            name += "@no-recovery"
         return name
 
     def identity(self) -> dict:
@@ -96,6 +103,10 @@ class TrackerSpec:
         d["ce"] = bool(self.ce)  # folders written before CE detection recorded False for "not told"
         if self.budget is None:
             d.pop("budget")  # folders written before budgets existed have no such key
+        if self.tracker_config is None:
+            d.pop("tracker_config")  # folders written before recovery existed have no such key
+        else:  # as run_info.json stores it (lists), so a resumed run compares equal
+            d["tracker_config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["tracker_config"].items()}
         return d
 
 
@@ -127,13 +138,19 @@ class DyTrackEvalTracker:
                 raise RunnerError(f"{Path(spec.model).name}: {exc}") from exc
         if spec.budget is not None:
             self.tracker.set_budget(spec.budget)
+        if spec.tracker_config is not None:
+            self.tracker.set_config(spec.tracker_config)
         self.has_exits = True  # plain models write their full depth on every frame
+        self.reports_status = True
+        self.last_status = "init"
 
     def initialize(self, frame, box) -> None:
         self.tracker.initialize(frame, box)
+        self.last_status = "init"
 
     def track(self, frame):
         res = self.tracker.track(frame)
+        self.last_status = res.status.value
         return res.box, int(res.exit_layer)
 
     def describe(self) -> dict:
@@ -269,6 +286,8 @@ def run_sequence(tracker: EvalTracker, seq: Sequence, results_dir: Path) -> Sequ
     boxes = np.zeros((n, 4))
     times = np.zeros(n)
     exits = np.zeros(n, dtype=np.int64)
+    statuses = ["init"] * n
+    reports_status = getattr(tracker, "reports_status", False)
     for i, frame in enumerate(frames_between_calls(seq.frames, tracker.color)):
         t0 = time.perf_counter()
         try:
@@ -283,8 +302,12 @@ def run_sequence(tracker: EvalTracker, seq: Sequence, results_dir: Path) -> Sequ
             raise RunnerError(f"sequence {seq.name}: {what}: {exc}") from None
         times[i] = time.perf_counter() - t0
         boxes[i] = box
+        if reports_status and i:
+            statuses[i] = tracker.last_status
     if getattr(tracker, "has_exits", False):
         _write_atomic(results_dir / f"{seq.name}_exit.txt", "".join(f"{int(e)}\n" for e in exits))
+    if reports_status:
+        _write_atomic(results_dir / f"{seq.name}_status.txt", "".join(f"{st}\n" for st in statuses))
     _write_atomic(results_dir / f"{seq.name}_time.txt", "".join(f"{t:.6f}\n" for t in times))
     _write_atomic(results_dir / f"{seq.name}.txt", "".join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in boxes))
     return SequenceRun(seq.name, n, float(times.sum()), time.perf_counter() - wall0)

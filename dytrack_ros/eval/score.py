@@ -41,6 +41,7 @@ class ResultSetScore:
     missing: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     repaired: dict[str, list[int]] = field(default_factory=dict)  # result file -> 1-based lines replaced
+    lost_status: dict | None = None  # precision/recall of lost/searching vs absence (folders with status files)
 
     @property
     def exit_thresholds(self) -> list[float] | None:
@@ -64,6 +65,7 @@ class ResultSetScore:
             "per_sequence": self.per_sequence,
             "missing": self.missing,
             "repaired_lines": self.repaired,
+            "lost_status": self.lost_status,
         }
 
 
@@ -199,4 +201,15 @@ def score_results(
         missing=missing,
         info=info,
         repaired=repaired,
+        lost_status=_lost_status(used, results_dir),
     )
+
+
+def _lost_status(sequences: Seq[Sequence], results_dir: Path) -> dict | None:
+    from .lost_status import StatusFileError, score_results_dir
+
+    try:
+        score = score_results_dir(sequences, results_dir)
+    except (StatusFileError, OSError, UnicodeDecodeError) as exc:
+        raise ScoreError(str(exc)) from None
+    return None if score is None else score.to_dict()
