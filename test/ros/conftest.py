@@ -32,11 +32,14 @@ TRAINED_MODEL = REPO / "models" / "dytrack_small.safetensors"
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test in this folder needs the ROS 2 runtime: marked ``ros`` (this hook sees the whole session)."""
+    """Every test in this folder needs the ROS 2 runtime: marked ``ros``; one that takes the ``rig`` fixture
+    starts node processes (~10 s each on 2 cores): also ``slow``. This hook sees the whole session."""
     here = Path(__file__).resolve().parent
     for item in items:
         if here in Path(item.path).resolve().parents:
             item.add_marker(pytest.mark.ros)
+            if "rig" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.slow)
 
 
 def _next_domain() -> int:
