@@ -182,8 +182,9 @@ class TrackerConfig:
 
     ``uncertain_threshold`` / ``lost_threshold`` apply to the confidence
     (max of the un-windowed score map). A frame below ``uncertain_threshold``
-    is *uncertain*; the target is *lost* after ``lost_after_frames``
-    consecutive frames below ``lost_threshold``.
+    is *uncertain*; the target is *lost* while at least ``lost_after_frames``
+    of the last ``2 * lost_after_frames`` frames lie below ``lost_threshold``
+    (:mod:`dytrack_ros.tracker.status`).
     """
 
     uncertain_threshold: float = 0.5
