@@ -123,6 +123,14 @@ def laughs(levels: int = 40) -> list:
     return a
 
 
+def nested_pairs(levels: int = 40) -> tuple:
+    """A tuple whose hash walks 2**levels parts (hashes of tuples are not cached), pickled in a few hundred bytes."""
+    t: tuple = ("ha",)
+    for _ in range(levels):
+        t = (t, t)
+    return t
+
+
 def official_sd(seed: int = 0) -> OrderedDict:
     return ref.random_official_state_dict(seed, depth=2, dim=64, head_channels=32)
 
@@ -171,6 +179,8 @@ def probe(tiny_file, tmp_path_factory):
             d / "laughs.pth", b"\x80\x02clib.evil\nThing\n" + pickle.dumps(laughs(), 2)[2:-1] + b"\x85R.")),
         ("pth_laughs_entry", "official", torch_zip(
             d / "laughs_entry.pth", torch_pickle({"net": {"backbone.x": laughs()}, "settings": laughs()}))),
+        ("pth_hash_bomb", "official", torch_zip(  # {nested(40): 1}: hashing the key walks 2**40 parts
+            d / "hash.pth", b"\x80\x02}" + pickle.dumps(nested_pairs(), 2)[2:-1] + b"K\x01s.")),
     ]
     assert all(p.stat().st_size < 2 * MB for _, _, p in cases)  # tiny files, huge claims
     control = d / "control.pth"  # real 32 MB of weights: the measure must see them
@@ -191,6 +201,7 @@ def probe(tiny_file, tmp_path_factory):
     ("pth_bytearray", "bytearray(2147483648)"),
     ("pth_laughs", "lib.evil.Thing"),
     ("pth_laughs_entry", "non-tensor entries"),
+    ("pth_hash_bomb", "exponential time"),
 ])
 def test_hostile_file_fails_fast_in_bounded_memory(probe, case, expected):
     result = probe[case]

@@ -41,6 +41,7 @@ references make that exponential).
 """
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import datetime
 import io
@@ -294,12 +295,24 @@ def describe(obj: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` whose globals follow the module policy above.
+# Tuple parts examined per load before dict keys / set members count as hostile. Hashing a tuple is not
+# cached, so a key of 40 nested pairs sharing their halves (a few hundred bytes) costs 2**40 steps to hash.
+KEY_PARTS_BUDGET = 100_000
+# Allowlisted callables that hash their arguments' items.
+_HASHING_CALLABLES = frozenset({"builtins.set", "builtins.frozenset", "collections.OrderedDict", "collections.Counter"})
+
+
+class RestrictedUnpickler(pickle._Unpickler):
+    """The pure-Python ``pickle`` unpickler with globals following the module policy above.
 
     ``load_storage(key, dtype, numel)`` supplies the storage bytes for
-    persistent ids (torch stores tensor data outside the pickle).
+    persistent ids (torch stores tensor data outside the pickle). The
+    pure-Python unpickler (the data pickle of a checkpoint is small; tensor
+    bytes are read separately) lets every opcode that hashes a key check the
+    key's cost first.
     """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file, load_storage: Callable[[str, torch.dtype, int], torch.UntypedStorage] | None) -> None:
         super().__init__(file, encoding="utf-8")
@@ -307,9 +320,65 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._storages: dict[str, torch.storage.TypedStorage] = {}
         self._placeholders: dict[str, type] = {}
         self.placeholder_names: set[str] = set()
+        self._key_budget = KEY_PARTS_BUDGET
+
+    def _check_keys(self, keys: Any) -> None:
+        """Refuse keys whose hash would walk more tuple parts than the budget allows."""
+        for key in keys:
+            if type(key) in (str, int, bytes, float, bool) or key is None:
+                continue
+            todo = [key]
+            while todo:
+                part = todo.pop()
+                self._key_budget -= 1
+                if self._key_budget < 0:
+                    raise CheckpointError(
+                        f"checkpoint holds dict keys or set members with more than {KEY_PARTS_BUDGET} nested parts "
+                        "(shared nested tuples: hashing them takes exponential time); refused")
+                if type(part) in (tuple, frozenset):
+                    todo.extend(part)
+
+    def _load_setitem(self) -> None:
+        self._check_keys(self.stack[-2:-1])
+        pickle._Unpickler.load_setitem(self)
+
+    def _load_setitems(self) -> None:  # the items since the mark: key, value, key, value, ...
+        self._check_keys(self.stack[0::2])
+        pickle._Unpickler.load_setitems(self)
+
+    def _load_dict(self) -> None:
+        self._check_keys(self.stack[0::2])
+        pickle._Unpickler.load_dict(self)
+
+    def _load_additems(self) -> None:
+        self._check_keys(self.stack)
+        pickle._Unpickler.load_additems(self)
+
+    def _load_frozenset(self) -> None:
+        self._check_keys(self.stack)
+        pickle._Unpickler.load_frozenset(self)
+
+    dispatch[pickle.SETITEM[0]] = _load_setitem
+    dispatch[pickle.SETITEMS[0]] = _load_setitems
+    dispatch[pickle.DICT[0]] = _load_dict
+    dispatch[pickle.ADDITEMS[0]] = _load_additems
+    dispatch[pickle.FROZENSET[0]] = _load_frozenset
+
+    def _hashing_call(self, func: Callable, *args: Any) -> Any:
+        """set/frozenset/OrderedDict/Counter of pickled items: the items (or pairs' keys) are checked first."""
+        if args and isinstance(args[0], (list, tuple)):
+            self._check_keys(item[0] if func in (collections.OrderedDict, collections.Counter) and
+                             isinstance(item, (list, tuple)) and item else item for item in args[0])
+        return func(*args)
 
     def find_class(self, module: str, name: str) -> Any:
+        if self.proto < 3:  # protocol-2 pickles (torch.save) name Python 2 modules: __builtin__.set -> builtins.set
+            module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         full = f"{module}.{name}"
+        if full in _HASHING_CALLABLES:
+            func = SAFE_CALLABLES[full]
+            return lambda *args: self._hashing_call(func, *args)
         if full in SAFE_CALLABLES:
             return SAFE_CALLABLES[full]
         if module in _STORAGE_MODULES and name in _STORAGE_DTYPES:
