@@ -184,6 +184,7 @@ def test_plot_series_and_csrt_beats_kcf_on_easy_sequences(synth_root, tmp_path):
     shutil.rmtree(tmp_path / "kcf")
 
 
+@pytest.mark.slow
 def test_eval_refuses_an_invalid_box_row_unless_repair_is_asked(tmp_path, capsys):
     data = tmp_path / "data"
     assert main(["synth", "--out", str(data), "--num-sequences", "1", "--frames", "8", "--preset", "easy",

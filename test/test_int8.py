@@ -70,6 +70,7 @@ def test_torch_int8_is_cpu_only(net):
         load_backend(net, precision="int8", device="cuda")
 
 
+@pytest.mark.slow
 def test_onnxruntime_int8_from_an_fp32_export_quantises_at_load(net, inputs, onnx_fp32):
     template, search = inputs
     ref = _full_depth(load_backend(onnx_fp32[0]), template, search)
@@ -80,6 +81,7 @@ def test_onnxruntime_int8_from_an_fp32_export_quantises_at_load(net, inputs, onn
         load_backend(onnx_fp32[0], precision="int8", device="cuda")
 
 
+@pytest.mark.slow
 def test_int8_export_files_hold_int8_matmuls_and_load_only_as_int8(net, inputs, onnx_fp32, tmp_path):
     template, search = inputs
     assert len(block_linear_matmuls(onnx_fp32[0])) == 4 * 2  # stage 0 = 2 blocks

@@ -150,6 +150,7 @@ def test_enlarged_search_region_finds_a_nearby_return(vanish):
     assert not any(r.status is TrackStatus.REDETECTED for r in fixed)
 
 
+@pytest.mark.slow
 def test_single_scoring_frame_does_not_reacquire(vanish):
     """reacquire_frames=3 needs three agreeing frames: the REDETECTED frame comes at least one frame later
     than with two."""
