@@ -63,4 +63,6 @@ print(f"model     {model}")
 print(f"box       {x:.1f},{y:.1f},{w:.1f},{h:.1f}  IoU {iou:.2f}  score {result.score:.3f}  exit {result.exit_layer}/{result.num_layers}"
       f"  (target 104,83,40,30)")
 EOF
+# The console script builds the parser of every subcommand: none may need an extra at import time.
+"$TMP/venv/bin/dytrack" models | grep -q "^dytrack_small "
 echo "check_install: ok in $(( $(date +%s) - start )) s"
