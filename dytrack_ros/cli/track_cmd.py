@@ -64,22 +64,12 @@ def run(args: argparse.Namespace) -> int:
     writer = VideoWriter(args.out, source.fps) if args.out else None
     # boxes are written as they are tracked: a frame that cannot be read, a broken model or Ctrl-C
     # mid-way keeps every box tracked before it
-    boxes_file = None
-    if args.boxes:
-        try:
-            Path(args.boxes).parent.mkdir(parents=True, exist_ok=True)
-            boxes_file = open(args.boxes, "w")
-        except OSError as exc:
-            print(f"dytrack track: error: cannot write --boxes {args.boxes}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-    stats_file = None
-    if args.stats:
-        try:
-            Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
-            stats_file = open(args.stats, "w")
-        except OSError as exc:
-            print(f"dytrack track: error: cannot write --stats {args.stats}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
+    try:
+        boxes_file = _open_output(args.boxes, "--boxes")
+        stats_file = _open_output(args.stats, "--stats")
+    except OSError as exc:
+        print(f"dytrack track: error: {exc}", file=sys.stderr)
+        return 2
     error: str | None = None
     depth = Counter()
     statuses = Counter()
@@ -168,6 +158,17 @@ def run(args: argparse.Namespace) -> int:
     if args.stats:
         print(f"per-frame stats: {args.stats}")
     return 0
+
+
+def _open_output(path: str | None, option: str):
+    """A per-frame output file opened for writing (its folder created), or None when not asked for."""
+    if not path:
+        return None
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w")
+    except OSError as exc:
+        raise OSError(f"cannot write {option} {path}: {exc.strerror or exc}") from exc
 
 
 def frame_stats(r) -> dict:

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..backends import Backend, load_backend
 from ..data.sequence import Sequence
+from ..eval.metrics import iou_continuous
 from ..exit_policy import ExitPolicy
 from ..model.tracker_net import TrackerNet
 from ..runtime_options import RuntimeOptions
@@ -41,16 +42,6 @@ TAU_GRID = np.round(np.arange(0.0, 1.0001, 0.01), 2)
 
 class CalibrationError(ValueError):
     """Calibration asked for a model without exits, no data, or an unreachable target."""
-
-
-def _overlap(a, b) -> float:
-    """Continuous IoU of two (x, y, w, h) boxes (the decisioners are trained to predict this quantity)."""
-    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
-    ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
-    inter = iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass
@@ -91,7 +82,9 @@ def trace_sequence(model: TrackerNet | Backend | Tracker, seq: Sequence, thresho
             res = tracker.track(read_rgb(seq.frames[i]), trace=True)
             gt = seq.gt[i] if seq.has_full_gt and seq.visible[i] else None
             pq.append([1.0 if c.pred_iou is None else c.pred_iou for c in res.candidates])
-            tq.append([_overlap(c.box, gt) if gt is not None else np.nan for c in res.candidates])
+            # continuous IoU, the quantity the decisioners are trained to predict
+            tq.append(iou_continuous([c.box for c in res.candidates], [gt] * len(res.candidates)) if gt is not None
+                      else [np.nan] * len(res.candidates))
             ex.append(res.exit_index)
             boxes.append(res.box)
         seconds = time.perf_counter() - t0
