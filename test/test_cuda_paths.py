@@ -128,3 +128,25 @@ def test_cuda_graph_backend_follows_a_new_search_and_template(net_and_inputs):
         cpu.set_template(tt.numpy())
         np.testing.assert_allclose(b.infer_to_exit(ss.numpy(), 2).score_map,
                                    cpu.infer_to_exit(ss.numpy(), 2).score_map, atol=1e-3)
+
+
+def test_gpu_check_dry_run_writes_the_table_and_json(tmp_path):
+    """benchmarks/gpu_check.py on the CPU: clip, table, JSON and the DDP plumbing (gloo) run for real."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+    out = tmp_path / "gc.json"
+    proc = subprocess.run([sys.executable, str(script), "--cpu-dry-run", "--only", "env,clip,ddp", "--frames", "4",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    rows = {(c["section"], c["status"]) for c in report["checks"]}
+    assert {("env", "ok"), ("clip", "ok"), ("clip", "skip"), ("ddp", "ok")} <= rows
+    clip = next(c for c in report["checks"] if c["name"] == "4-frame clip")
+    assert clip["detail"]  # which clip source was used
+    ddp = next(c for c in report["checks"] if c["section"] == "ddp")
+    assert ddp["value"] == 0.0 and "GLOO" in ddp["name"]
+    assert "checks:" in proc.stdout and "0 failed" in proc.stdout and report["env"]["torch"] == torch.__version__
