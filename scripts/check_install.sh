@@ -64,5 +64,6 @@ print(f"box       {x:.1f},{y:.1f},{w:.1f},{h:.1f}  IoU {iou:.2f}  score {result.
       f"  (target 104,83,40,30)")
 EOF
 # The console script builds the parser of every subcommand: none may need an extra at import time.
-"$TMP/venv/bin/dytrack" models | grep -q "^dytrack_small "
+models=$("$TMP/venv/bin/dytrack" models)
+grep -q "^dytrack_small " <<<"$models" || { echo "check_install: 'dytrack models' lists no dytrack_small" >&2; exit 1; }
 echo "check_install: ok in $(( $(date +%s) - start )) s"
