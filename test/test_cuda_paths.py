@@ -130,6 +130,7 @@ def test_cuda_graph_backend_follows_a_new_search_and_template(net_and_inputs):
                                    cpu.infer_to_exit(ss.numpy(), 2).score_map, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_gpu_check_dry_run_writes_the_table_and_json(tmp_path):
     """benchmarks/gpu_check.py on the CPU: clip, table, JSON and the DDP plumbing (gloo) run for real."""
     import json
