@@ -5,8 +5,8 @@
 import sys
 
 try:
-    from dytrack_ros.ros.tracker_node import main
-except KeyboardInterrupt:  # Ctrl-C while torch/rclpy are still importing: no traceback
+    from dytrack_ros.ros.entry import run
+except KeyboardInterrupt:  # Ctrl-C while Python is still importing: no traceback
     sys.exit(130)
 
-sys.exit(main())
+sys.exit(run("tracker_node"))

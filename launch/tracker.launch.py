@@ -7,15 +7,19 @@ Every node parameter is also a launch argument of the same name (`ros2 launch ..
 Only the ones given on the command line override the config file; the others keep the config file's values.
 Without `ros2 launch` (e.g. the PyPI-wheel venv) start the node directly:
   python -m dytrack_ros --ros-args --params-file config/tracker.yaml -r image:=/camera/color/image_raw
+No argument text is ever evaluated as Python: paths with quotes or spaces stay plain strings.
 """
+import os
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from dytrack_ros.ros.launch_params import (deprecated_arguments, deprecation_messages, node_parameter_overrides,
-                                           parameter_arguments)
+from dytrack_ros.ros.dds_profile import ENV as DDS_PROFILE_ENV
+from dytrack_ros.ros.launch_params import (BOOL_TEXTS, LOG_LEVELS, deprecated_arguments, deprecation_messages,
+                                           node_parameter_overrides, parameter_arguments)
 
 ARGUMENTS = [
     DeclareLaunchArgument("camera_topic", default_value="/camera/image_raw",
@@ -28,7 +32,16 @@ ARGUMENTS = [
                               [FindPackageShare("dytrack_ros"), "config", "tracker.yaml"]),
                           description="Parameter file (ros__parameters YAML); parameter launch arguments "
                                       "that are given override its values"),
-    DeclareLaunchArgument("log_level", default_value="info", description="Logging level of the node"),
+    DeclareLaunchArgument("log_level", default_value="info", choices=list(LOG_LEVELS),
+                          description="Logging level of the node"),
+    DeclareLaunchArgument("dds_profile", default_value="",
+                          description="Fast DDS XML profile of the node's participant. Empty: the shipped "
+                                      "config/fastdds_camera.xml (UDP with 4 MiB socket buffers, so camera frames "
+                                      "from a default publisher arrive whole) unless FASTDDS_DEFAULT_PROFILES_FILE "
+                                      "is set; 'none': Fast DDS defaults; else the path of a profile"),
+    DeclareLaunchArgument("rviz", default_value="false", choices=list(BOOL_TEXTS),
+                          description="Also start rviz2 with rviz/tracker.rviz (annotated debug image), if rviz2 "
+                                      "is installed"),
 ]
 # One argument per node parameter (same name, empty = not given), then the deprecated old names.
 PARAMETER_ARGUMENTS = [
@@ -44,6 +57,7 @@ def _tracker_node(context):
     given = dict(context.launch_configurations)
     overrides = node_parameter_overrides(given)
     parameters = [LaunchConfiguration("config")] + ([overrides] if overrides else [])
+    env = {DDS_PROFILE_ENV: given["dds_profile"]} if given.get("dds_profile") else {}
     node = Node(
         package="dytrack_ros", executable="tracker_node", name=LaunchConfiguration("node_name"),
         namespace=LaunchConfiguration("namespace"), output="screen", emulate_tty=True,
@@ -51,8 +65,26 @@ def _tracker_node(context):
         remappings=[("image", LaunchConfiguration("camera_topic")),
                     ("image/compressed", [LaunchConfiguration("camera_topic"), "/compressed"])],
         ros_arguments=["--log-level", LaunchConfiguration("log_level")],
+        additional_env=env,
     )
-    return [*(LogInfo(msg=m) for m in deprecation_messages(given)), node]
+    return [*(LogInfo(msg=m) for m in deprecation_messages(given)), node, *_rviz(given)]
+
+
+def _rviz(given) -> list:
+    """rviz2 with the shipped display config when rviz:=true; a message instead where rviz2 is missing."""
+    if given.get("rviz") != "true":
+        return []
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        get_package_share_directory("rviz2")
+    except PackageNotFoundError:
+        return [LogInfo(msg="rviz:=true but rviz2 is not installed (apt install ros-$ROS_DISTRO-rviz2)")]
+    config = os.path.join(get_package_share_directory("dytrack_ros"), "rviz", "tracker.rviz")
+    namespace = given.get("namespace", "").strip("/")
+    tracker = "/" + "/".join(p for p in (namespace, given.get("node_name", "tracker_node").strip("/")) if p)
+    return [Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", config], output="screen",
+                 remappings=[("/tracker_node/debug_image", f"{tracker}/debug_image")])]
 
 
 def generate_launch_description() -> LaunchDescription:

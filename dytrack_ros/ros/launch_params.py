@@ -27,6 +27,8 @@ NOT_GIVEN = ""
 # Old launch argument -> parameter it sets; still accepted, with a deprecation message.
 DEPRECATED_ALIASES: dict[str, str] = {"model": "model_path", "debug_image": "publish_debug_image"}
 BOOL_TEXTS = ("true", "false")
+# Severities rcutils accepts for --log-level (any other text ends the node before it starts).
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
 class LaunchArgumentError(ValueError):
@@ -147,6 +149,6 @@ def parameter_override_args(overrides: Mapping[str, Any]) -> list[str]:
     return args
 
 
-__all__ = ["DEPRECATED_ALIASES", "LaunchArgument", "LaunchArgumentError", "NOT_GIVEN", "convert",
+__all__ = ["DEPRECATED_ALIASES", "LOG_LEVELS", "LaunchArgument", "LaunchArgumentError", "NOT_GIVEN", "convert",
            "deprecated_arguments", "deprecation_messages", "node_parameter_overrides", "parameter_arguments",
            "parameter_override_args"]

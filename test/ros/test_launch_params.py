@@ -26,7 +26,7 @@ from dytrack_ros.runtime_options import PRECISIONS, RuntimeOptions
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = REPO / "launch" / "tracker.launch.py"
-OTHER_LAUNCH_ARGUMENTS = {"camera_topic", "namespace", "node_name", "config", "log_level"}
+OTHER_LAUNCH_ARGUMENTS = {"camera_topic", "namespace", "node_name", "config", "log_level", "dds_profile", "rviz"}
 
 
 # ------------------------------------------------------------------ generated files

@@ -1,0 +1,33 @@
+"""Start one of the package's node executables the same way from every entry point.
+
+``python -m dytrack_ros`` and the CMake-generated ``lib/dytrack_ros/<name>``
+wrappers (``ros2 run`` / ``ros2 launch``) both call :func:`run`, so both apply
+the camera DDS profile before ROS starts and both end Ctrl-C during the slow
+imports (torch, rclpy) with exit code 130 and no traceback.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+EXECUTABLES = ("tracker_node", "video_player", "target_recorder")
+SIGINT_EXIT = 130
+
+
+def run(name: str, args: list[str] | None = None) -> int:
+    """Run ``dytrack_ros.ros.<name>.main``; returns its exit code."""
+    if name not in EXECUTABLES:
+        print(f"dytrack_ros: unknown executable '{name}' (one of {', '.join(EXECUTABLES)})", file=sys.stderr)
+        return 2
+    try:
+        from .dds_profile import DdsProfileError, apply_dds_profile
+
+        try:
+            apply_dds_profile()
+        except DdsProfileError as exc:
+            print(f"{name}: error: {exc}", file=sys.stderr, flush=True)
+            return 2
+        main = importlib.import_module(f"dytrack_ros.ros.{name}").main
+    except KeyboardInterrupt:
+        return SIGINT_EXIT
+    return main(args)
