@@ -266,7 +266,7 @@ def test_node_keeps_config_file_values_unless_an_argument_is_given(rig, tiny_dyt
 def test_readme_names_the_launch_arguments_and_the_override_rule():
     readme = (REPO / "README.md").read_text()
     text = readme[readme.index("Launch on a ROS 2 install:"):]
-    text = text[:text.index("For large images")]
+    text = text[:text.index("Camera frames with default settings")]
     for name in (*OTHER_LAUNCH_ARGUMENTS, *DEPRECATED_ALIASES, *DEPRECATED_ALIASES.values()):
         assert f"`{name}`" in text, name
     assert "every parameter in the table under its own name" in text
