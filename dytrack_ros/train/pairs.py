@@ -5,7 +5,7 @@ come from ``numpy.random.default_rng([seed, epoch, index])``. So the data are
 identical with 0 or 8 loader workers, on 1 or 8 ranks, and after a resume;
 the only sampler state is (epoch, position), kept by :class:`EpochSampler`.
 
-Recipe (OSTrack, methods.md §1.8): a dataset is drawn by its ratio, then a
+Recipe (OSTrack's training sampler): a dataset is drawn by its ratio, then a
 sequence uniformly; the template frame is a visible frame, the search frame a
 visible frame at most ``max_gap`` later (earlier when none is later). The
 template is cropped around its GT box (no jitter by default), the search
