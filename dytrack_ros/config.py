@@ -191,6 +191,7 @@ class TrackerConfig:
     lost_threshold: float = 0.25
     lost_after_frames: int = 3
     use_hann_window: bool = True
+    hold_low_scores: bool = True  # before LOST, a frame below lost_threshold also holds the last confident box
     clip_margin: int = 10
     # Lost-target recovery (tracker/recovery.py): hold, enlarge, re-detect, re-acquire.
     recovery: bool = True
@@ -213,8 +214,9 @@ class TrackerConfig:
             raise ConfigError(f"lost_after_frames must be >= 1, got {self.lost_after_frames}")
         if int(self.clip_margin) < 0:
             raise ConfigError(f"clip_margin must be >= 0, got {self.clip_margin}")
-        if not isinstance(self.recovery, bool):
-            raise ConfigError(f"recovery must be true or false, got {_brief(self.recovery)}")
+        for key in ("recovery", "hold_low_scores"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key} must be true or false, got {_brief(getattr(self, key))}")
         for key, low in (("hold_frames", 0), ("redetect_after_frames", 0), ("redetect_windows", 0),
                          ("reacquire_frames", 1)):
             value = getattr(self, key)

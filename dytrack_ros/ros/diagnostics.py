@@ -41,8 +41,8 @@ def assess(*, tracking: bool, status: str, input_rate: float, processed_rate: fl
         problems.append((WARN, f"input rate {input_rate:.1f} Hz below half the expected {limits.expected_rate:.1f} Hz"))
     if tracking and limits.min_processed_rate > 0 and processed_rate < limits.min_processed_rate:
         problems.append((WARN, f"processed rate {processed_rate:.1f} Hz below {limits.min_processed_rate:.1f} Hz"))
-    if status == "lost":
-        problems.append((WARN, "target lost"))
+    if status in ("lost", "searching"):
+        problems.append((WARN, "target lost" if status == "lost" else "target lost: re-detection searching"))
     if not problems:
         return OK, ("idle: waiting for ~/init_target" if status == "idle" else status)
     level = max(p[0] for p in problems)

@@ -55,6 +55,7 @@ class ParamSpec:
 
 MODEL, EXITS, BUDGET, INPUT, OUTPUTS = ("model", "early exits and status", "latency budget", "input",
                                         "outputs and health")
+RECOVERY = "lost-target recovery"
 
 # Order: the generated YAML and README follow it (ros2 param list sorts anyway).
 PARAMS: tuple[ParamSpec, ...] = (
@@ -79,6 +80,24 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("lost_after_frames", _TRACKER_DEFAULTS.lost_after_frames,
               "Frames below lost_threshold among the last 2 x lost_after_frames before the status becomes LOST.",
               EXITS, int_range=(1, 1000)),
+    ParamSpec("recovery", _TRACKER_DEFAULTS.recovery, "Lost-target recovery: hold the last confident box while the "
+              "score is below lost_threshold, search a growing region once LOST, then re-detect over the whole "
+              "frame (SEARCHING) and re-acquire (REDETECTED). false: the box follows the network's answer on "
+              "every frame.", RECOVERY),
+    ParamSpec("hold_frames", _TRACKER_DEFAULTS.hold_frames, "Frames the held box keeps moving at the target's last "
+              "confident velocity.", RECOVERY, int_range=(0, 1000)),
+    ParamSpec("search_growth", _TRACKER_DEFAULTS.search_growth, "Search-region growth per lost frame (the network "
+              "input size stays the same).", RECOVERY, float_range=(1.0, 10.0)),
+    ParamSpec("max_search_scale", _TRACKER_DEFAULTS.max_search_scale, "Largest search region while lost, relative "
+              "to the normal one.", RECOVERY, float_range=(1.0, 10.0)),
+    ParamSpec("redetect_after_frames", _TRACKER_DEFAULTS.redetect_after_frames, "Lost frames before the global "
+              "re-detection starts.", RECOVERY, int_range=(0, 100000)),
+    ParamSpec("redetect_windows", _TRACKER_DEFAULTS.redetect_windows, "Re-detection windows per frame: the "
+              "per-frame compute budget of the search (0: no global re-detection).", RECOVERY, int_range=(0, 64)),
+    ParamSpec("reacquire_threshold", _TRACKER_DEFAULTS.reacquire_threshold, "Score a re-detected box needs on "
+              "each agreeing frame.", RECOVERY, float_range=(0.0, 1.0)),
+    ParamSpec("reacquire_frames", _TRACKER_DEFAULTS.reacquire_frames, "Consecutive agreeing frames (same place, "
+              "similar size) that re-acquire the target.", RECOVERY, int_range=(1, 100)),
     ParamSpec("latency_budget_ms", float(_BUDGET_DEFAULTS.latency_budget_ms), "Hold the p95 of the tracker's time "
               "per frame at this many ms by choosing the exit threshold on every frame (DyTrack models); 0: off, "
               "exit_thresholds apply.", BUDGET, float_range=(0.0, 100000.0)),
@@ -113,7 +132,13 @@ PARAMS: tuple[ParamSpec, ...] = (
               OUTPUTS, float_range=(0.1, 3600.0)),
 )
 SPECS = {p.name: p for p in PARAMS}
-RUNTIME_TRACKER_PARAMS = ("uncertain_threshold", "lost_threshold", "lost_after_frames")
+RUNTIME_TRACKER_PARAMS = ("uncertain_threshold", "lost_threshold", "lost_after_frames", "recovery", "hold_frames",
+                          "search_growth", "max_search_scale", "redetect_after_frames", "redetect_windows",
+                          "reacquire_threshold", "reacquire_frames")
+_INT_TRACKER_PARAMS = ("lost_after_frames", "hold_frames", "redetect_after_frames", "redetect_windows",
+                       "reacquire_frames")
+_FLOAT_TRACKER_PARAMS = ("uncertain_threshold", "lost_threshold", "search_growth", "max_search_scale",
+                         "reacquire_threshold")
 BUDGET_PARAMS = ("latency_budget_ms", "target_depth", "deadline", "threshold_floor")
 
 
@@ -156,13 +181,17 @@ def check_choice(name: str, value: Any) -> str | None:
 
 
 def tracker_config_with(current: TrackerConfig, changes: Mapping[str, Any]) -> TrackerConfig:
-    """``current`` with runtime status-threshold changes applied; raises ConfigError (with the reason)."""
+    """``current`` with runtime status-threshold and recovery changes applied; raises ConfigError (with the
+    reason)."""
     updates = {k: v for k, v in changes.items() if k in RUNTIME_TRACKER_PARAMS}
-    if "lost_after_frames" in updates:
-        updates["lost_after_frames"] = int(updates["lost_after_frames"])
-    for k in ("uncertain_threshold", "lost_threshold"):
+    for k in _INT_TRACKER_PARAMS:
+        if k in updates:
+            updates[k] = int(updates[k])
+    for k in _FLOAT_TRACKER_PARAMS:
         if k in updates:
             updates[k] = float(updates[k])
+    if "recovery" in updates:
+        updates["recovery"] = bool(updates["recovery"])
     try:
         return current.replace(**updates)
     except ConfigError:

@@ -55,6 +55,8 @@ STATUS_CODES = {
     TrackStatus.TRACKING.value: TrackedTarget.STATUS_TRACKING,
     TrackStatus.UNCERTAIN.value: TrackedTarget.STATUS_UNCERTAIN,
     TrackStatus.LOST.value: TrackedTarget.STATUS_LOST,
+    TrackStatus.SEARCHING.value: TrackedTarget.STATUS_SEARCHING,
+    TrackStatus.REDETECTED.value: TrackedTarget.STATUS_REDETECTED,
 }
 WARN_THROTTLE_S = 5.0
 MAX_WARN_KINDS = 64  # distinct kinds of bad input remembered for throttling (the texts come from clients)
@@ -98,6 +100,7 @@ class TrackerNode(Node):
         # tracking state (guarded by self._lock)
         self._track_id = 0
         self._status = "idle"
+        self._lost_since_ns: int | None = None  # image stamp of the frame that declared the current loss
         self._init_seq = -1
         self._last_score = 0.0
         self._arrivals = itertools.count(1)
@@ -354,6 +357,13 @@ class TrackerNode(Node):
             status = result.status.value
             self._status, self._last_score = status, result.score
             msg = self._target_message(frame.header, status, result)
+            # lost duration from the image stamps, counted from the frame that declared the loss
+            if not result.status.target_lost:
+                self._lost_since_ns = None
+            elif self._lost_since_ns is None or result.lost_frames == 1:
+                self._lost_since_ns = frame.stamp_ns
+            if self._lost_since_ns is not None:
+                msg.lost_duration = float((frame.stamp_ns - self._lost_since_ns) / 1e9)
             now_ns = self.get_clock().now().nanoseconds
             msg.latency_ms = float((now_ns - frame.stamp_ns) / 1e6)
             self.target_pub.publish(msg)
@@ -367,7 +377,7 @@ class TrackerNode(Node):
             self.stats.overhead_ms.add(((frame.ready_time - frame.receive_time) + (done - picked)) * 1e3 - track_ms)
             self.stats.wait_ms.add((picked - frame.ready_time) * 1e3)
             self.stats.exits.add(result.exit_layer)
-            if status == TrackStatus.LOST.value:
+            if result.status.target_lost:
                 self.stats.lost_frames += 1
         if self._publish_debug or self.debug_pub.get_subscription_count() > 0:
             drawn = draw_result(rgb, result.box, status, result.score, result.exit_layer, result.num_layers,
@@ -403,6 +413,12 @@ class TrackerNode(Node):
             msg.inference_ms = float(result.timings.get("total", 0.0))
             msg.exit_thresholds = [float(t) for t in result.thresholds]
             msg.cut_by_deadline = bool(result.cut_by_deadline)
+            msg.lost_frames = int(result.lost_frames)
+            if result.last_confident_box is not None:
+                cx, cy, cw, ch = result.last_confident_box
+                msg.last_confident_center_x, msg.last_confident_center_y = cx + cw / 2.0, cy + ch / 2.0
+                msg.last_confident_size_x, msg.last_confident_size_y = float(cw), float(ch)
+            msg.redetections = int(self.tracker.recovery_counts.reacquisitions)
             if result.budget is not None:
                 msg.latency_budget_ms = float(self.tracker.budget.config.latency_budget_ms)
                 msg.latency_p95_ms = float(result.budget.achieved_p95_ms or 0.0)
@@ -478,6 +494,7 @@ class TrackerNode(Node):
         status, track_id, score = self._status, self._track_id, self._last_score
         thresholds = list(self.tracker.exit_thresholds)
         cfg = self.tracker.config
+        rec = self.tracker.recovery_counts
         now = time.monotonic()
         with self.stats.lock:
             st = self.stats
@@ -516,6 +533,9 @@ class TrackerNode(Node):
             "total layers": self.tracker.num_layers, "exit layers": list(self.tracker.exit_layers),
             "exit thresholds": [round(t, 3) for t in thresholds],
             "uncertain threshold": cfg.uncertain_threshold, "lost threshold": cfg.lost_threshold,
+            "recovery": cfg.recovery, "losses (this track)": rec.losses,
+            "re-detection frames (this track)": rec.search_frames, "re-detection windows (this track)": rec.windows,
+            "re-acquisitions (this track)": rec.reacquisitions,
         }
         ctrl = self.tracker.budget
         if ctrl is not None:

@@ -317,7 +317,7 @@ class Tracker:
             rec.confident(box)
         if not tc.recovery:
             return box, status
-        if score < tc.lost_threshold:
+        if tc.hold_low_scores and score < tc.lost_threshold:
             box = self._state = rec.held_box(tc, w, h)
         if status is TrackStatus.LOST:
             box = self._state = rec.held_box(tc, w, h)
