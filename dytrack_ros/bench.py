@@ -142,11 +142,15 @@ def create_backend(model: str | Path | None, arch: str | None, options: RuntimeO
         net, name = load_torch_model(path)
     if wanted in (AUTO_BACKEND, "torch"):
         return load_backend(net, options.replace(backend="torch"))
-    if wanted != "onnxruntime":
+    if wanted not in ("onnxruntime", "tensorrt"):
         raise BackendError(f"cannot benchmark a network on backend {wanted!r}")
     from .backends.onnx_export import export_onnx
 
     paths = export_onnx(net, workdir / f"{name}.onnx", model_name=name)
+    if wanted == "tensorrt" and options.precision == "fp16":  # strongly typed TensorRT builds from the fp16 graph
+        from .backends.tensorrt_backend import fp16_onnx_path
+
+        export_onnx(net, fp16_onnx_path(paths[0]), model_name=name, precision="fp16")
     return load_backend(paths[0], options)
 
 

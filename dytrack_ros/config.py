@@ -191,7 +191,10 @@ class TrackerConfig:
     lost_threshold: float = 0.25
     lost_after_frames: int = 3
     use_hann_window: bool = True
-    hold_low_scores: bool = True  # before LOST, a frame below lost_threshold also holds the last confident box
+    # Before LOST, a frame below lost_threshold also holds the last confident box. Off by default: on the tuning
+    # set (dytrack synth seed 3030) holding on single low frames gained nothing, and it freezes the box on a
+    # target that is present but scores low (measured -10 AUC on one sequence).
+    hold_low_scores: bool = False
     clip_margin: int = 10
     # Lost-target recovery (tracker/recovery.py): hold, enlarge, re-detect, re-acquire.
     recovery: bool = True

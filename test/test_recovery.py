@@ -86,7 +86,7 @@ def test_infer_batch_matches_single_window_inference():
 @pytest.mark.slow
 def test_hold_lost_search_then_reacquire_far_away(vanish):
     frames, gt = vanish
-    cfg = TrackerConfig()
+    cfg = TrackerConfig(hold_low_scores=True)  # hold from the first low frame, not only once LOST
     tracker, results = run(cfg, frames, gt)
     statuses = [r.status for r in results]
     absent = range(VISIBLE_UNTIL, RETURNS_AT)  # frame indices; results[i - 1] is frame i
@@ -118,6 +118,21 @@ def test_hold_lost_search_then_reacquire_far_away(vanish):
     assert not any(results[i - 1].status.target_lost for i in after)
     counts = tracker.recovery_counts
     assert counts.losses == 1 and counts.reacquisitions == 1 and counts.windows >= 3 * 5
+
+
+@pytest.mark.slow
+def test_default_holds_once_lost_and_reacquires(vanish):
+    """Default (hold_low_scores off): the first low frames follow the network; from LOST on the box is the
+    last confident one, and the returned target is re-acquired."""
+    frames, gt = vanish
+    _, results = run(TrackerConfig(), frames, gt)
+    last_seen = gt[VISIBLE_UNTIL - 1]
+    lost = [i for i in range(VISIBLE_UNTIL, RETURNS_AT) if results[i - 1].status.target_lost]
+    assert len(lost) >= 10
+    assert all(iou(results[i - 1].last_confident_box, last_seen) > 0.6 for i in lost)
+    assert all(abs(results[i - 1].box[1] - last_seen[1]) < 8 for i in lost)  # held near the last confident box
+    back = [i for i in range(RETURNS_AT, len(frames)) if results[i - 1].status is TrackStatus.REDETECTED]
+    assert len(back) == 1 and back[0] <= RETURNS_AT + 4
 
 
 @pytest.mark.slow

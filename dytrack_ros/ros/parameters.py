@@ -80,11 +80,13 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("lost_after_frames", _TRACKER_DEFAULTS.lost_after_frames,
               "Frames below lost_threshold among the last 2 x lost_after_frames before the status becomes LOST.",
               EXITS, int_range=(1, 1000)),
-    ParamSpec("recovery", _TRACKER_DEFAULTS.recovery, "Lost-target recovery: hold the last confident box while the "
-              "score is below lost_threshold, search a growing region once LOST, then re-detect over the whole "
+    ParamSpec("recovery", _TRACKER_DEFAULTS.recovery, "Lost-target recovery: once LOST, hold the last confident "
+              "box and search a growing region around it, then re-detect over the whole "
               "frame (SEARCHING) and re-acquire (REDETECTED). false: the box follows the network's answer on "
               "every frame.", RECOVERY),
     ParamSpec("hold_frames", _TRACKER_DEFAULTS.hold_frames, "Frames the held box keeps moving at the target's last "
+    ParamSpec("hold_low_scores", _TRACKER_DEFAULTS.hold_low_scores, "Hold the last confident box from the first "
+              "frame below lost_threshold, not only once LOST.", RECOVERY),
               "confident velocity.", RECOVERY, int_range=(0, 1000)),
     ParamSpec("search_growth", _TRACKER_DEFAULTS.search_growth, "Search-region growth per lost frame (the network "
               "input size stays the same).", RECOVERY, float_range=(1.0, 10.0)),
@@ -132,7 +134,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               OUTPUTS, float_range=(0.1, 3600.0)),
 )
 SPECS = {p.name: p for p in PARAMS}
-RUNTIME_TRACKER_PARAMS = ("uncertain_threshold", "lost_threshold", "lost_after_frames", "recovery", "hold_frames",
+RUNTIME_TRACKER_PARAMS = ("uncertain_threshold", "lost_threshold", "lost_after_frames", "recovery", "hold_low_scores",
+                          "hold_frames",
                           "search_growth", "max_search_scale", "redetect_after_frames", "redetect_windows",
                           "reacquire_threshold", "reacquire_frames")
 _INT_TRACKER_PARAMS = ("lost_after_frames", "hold_frames", "redetect_after_frames", "redetect_windows",
@@ -190,8 +193,9 @@ def tracker_config_with(current: TrackerConfig, changes: Mapping[str, Any]) -> T
     for k in _FLOAT_TRACKER_PARAMS:
         if k in updates:
             updates[k] = float(updates[k])
-    if "recovery" in updates:
-        updates["recovery"] = bool(updates["recovery"])
+    for k in ("recovery", "hold_low_scores"):
+        if k in updates:
+            updates[k] = bool(updates[k])
     try:
         return current.replace(**updates)
     except ConfigError:
