@@ -161,7 +161,9 @@ def section_env(r: Report, device: str) -> None:
         p = torch.cuda.get_device_properties(0)
         env.update(gpu=p.name, compute_capability=f"{p.major}.{p.minor}", gpu_memory_gib=round(p.total_memory / 2**30, 1),
                    cudnn=str(torch.backends.cudnn.version()), nccl=str(torch.cuda.nccl.version())
-                   if hasattr(torch.cuda, "nccl") else "")
+                   if hasattr(torch.cuda, "nccl") else "",
+                   # TF32 rounds fp32 matmuls/convs to a 10-bit mantissa: it bounds how close CUDA fp32 boxes can be
+                   tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_cudnn=torch.backends.cudnn.allow_tf32)
     try:
         import onnxruntime as ort
 
