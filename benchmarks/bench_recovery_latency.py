@@ -14,7 +14,8 @@ change on the machine hits every mode alike), the tracker's own time per frame:
 - ``search N (loop)``: the same with the windows run one by one (the batch-1 fallback of
   :meth:`Backend.infer_batch`, what the ONNX backend does), to show what batching buys.
 
-Reported: p50 / p95 / max ms and the ratio of each to the normal full-depth frame.
+Reported: p50 / p95 / max ms and the ratio of each to the normal full-depth frame. On a machine shared with
+other work the max of a few hundred frames is set by load spikes, not by the mode; p50/p95 show the modes' cost.
 
     python benchmarks/bench_recovery_latency.py [--frames 60] [--windows 1,2,3,4] [--json out.json]
 """
@@ -90,11 +91,13 @@ def main() -> None:
         v = np.asarray(times[m])
         rows.append({"mode": m, "frames": len(v), "p50_ms": float(np.median(v)), "p95_ms": float(np.percentile(v, 95)),
                      "max_ms": float(v.max()), "max_over_normal_max": float(v.max() / ref),
+                     "p50_over_normal_p50": float(np.median(v) / np.median(times["normal (full depth)"])),
                      "p95_over_normal_p95": float(np.percentile(v, 95) / np.percentile(times["normal (full depth)"], 95))})
-    print(f"{'mode':24s} {'frames':>6s} {'p50':>7s} {'p95':>7s} {'max':>7s} {'max/normal max':>15s} {'p95/normal p95':>15s}")
+    print(f"{'mode':24s} {'frames':>6s} {'p50':>7s} {'p95':>7s} {'max':>7s} {'p50 ratio':>10s} {'p95 ratio':>10s} "
+          f"{'max ratio':>10s}   (ratios: to normal full depth)")
     for r in rows:
         print(f"{r['mode']:24s} {r['frames']:6d} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f} {r['max_ms']:7.1f} "
-              f"{r['max_over_normal_max']:15.2f} {r['p95_over_normal_p95']:15.2f}")
+              f"{r['p50_over_normal_p50']:10.2f} {r['p95_over_normal_p95']:10.2f} {r['max_over_normal_max']:10.2f}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"frames": args.frames, "model": args.model, "rows": rows}, fh, indent=2)
