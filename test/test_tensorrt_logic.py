@@ -115,6 +115,7 @@ def test_tensorrt11_builds_strongly_typed_from_the_fp16_graph_without_precision_
 
 def test_fp32_engines_disable_tf32_and_version_compatibility_is_opt_in():
     assert build_strategy("10.3.0", "fp32").cleared_flags == ("TF32",)
+    assert build_strategy("11.1.0", "fp32").cleared_flags == ("TF32",)
     plain = build_strategy("10.3.0", "fp16")
     vc = build_strategy("10.3.0", "fp16", version_compatible=True)
     assert "VERSION_COMPATIBLE" not in plain.builder_flags and "VERSION_COMPATIBLE" in vc.builder_flags

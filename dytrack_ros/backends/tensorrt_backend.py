@@ -127,8 +127,9 @@ def build_engine(trt, onnx_path: Path, strategy, workspace_mib: int, timing_cach
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
-    if strategy.strongly_typed:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    strongly = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if strategy.strongly_typed and strongly is not None:  # 11.x accepts and ignores it (always strongly typed)
+        flags |= 1 << int(strongly)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
@@ -137,9 +138,14 @@ def build_engine(trt, onnx_path: Path, strategy, workspace_mib: int, timing_cach
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
     for name in strategy.builder_flags:
-        config.set_flag(getattr(trt.BuilderFlag, name))
+        flag = getattr(trt.BuilderFlag, name, None)
+        if flag is None:  # a flag this TensorRT does not have cannot be honoured: refuse rather than build otherwise
+            raise BackendError(f"TensorRT {trt.__version__} has no BuilderFlag.{name}, needed for this build")
+        config.set_flag(flag)
     for name in strategy.cleared_flags:
-        config.clear_flag(getattr(trt.BuilderFlag, name))
+        flag = getattr(trt.BuilderFlag, name, None)
+        if flag is not None:  # a flag that does not exist is off
+            config.clear_flag(flag)
     if strategy.fp32_layer_types or strategy.fp32_node_patterns:
         kinds = {getattr(trt.LayerType, t) for t in strategy.fp32_layer_types}
         for i in range(network.num_layers):

@@ -72,7 +72,7 @@ def build_strategy(tensorrt_version: str, precision: str, version_compatible: bo
         raise PlanError(f"TensorRT {tensorrt_version} is too old: 10.x or later is supported (JetPack 6 ships 10.x)")
     extra = ("VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME") if version_compatible else ()
     if major >= 11:  # strongly typed only: the graph's own types decide
-        return BuildStrategy(precision, True, extra, ())
+        return BuildStrategy(precision, True, extra, ("TF32",) if precision == "fp32" else ())
     if precision == "fp16":
         return BuildStrategy("fp32", False, ("FP16", "OBEY_PRECISION_CONSTRAINTS") + extra, (),
                              FP32_LAYER_TYPES, FP32_NODE_PATTERNS)
