@@ -76,7 +76,8 @@ class StaticStages:
         torch.cuda.current_stream(self.device).wait_stream(side)
         for k in range(self.num_stages):  # in order: stage k's graph reads stage k-1's static tokens
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # thread_local: CUDA work of other threads (e.g. a node's other callbacks) does not break the capture
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 self.outputs[k] = self._stage(k)
             self._graphs[k] = graph
         torch.cuda.synchronize(self.device)

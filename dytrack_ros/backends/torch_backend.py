@@ -74,6 +74,8 @@ class TorchBackend(Backend):
         self.cuda_graphs = bool(cuda_graphs)
         # CE models prune data-dependently: they run eagerly through forward_ce
         self._stages = None if ce else StaticStages(self.model, self.torch_device, self.dtype, self.cuda_graphs)
+        if self._stages is not None:
+            self._stages.capture()  # at load time (a zero template), never inside a frame's processing
         self._template: torch.Tensor | None = None
         self._search: torch.Tensor | None = None
         self._outs: dict[int, ExitOutput] = {}
@@ -86,8 +88,7 @@ class TorchBackend(Backend):
     def set_template(self, template: np.ndarray) -> None:
         self._template = self._to_tensor(template)
         if self._stages is not None:
-            self._stages.set_template(self._template)
-            self._stages.capture()  # once: later templates are copied into the captured buffer
+            self._stages.set_template(self._template)  # copied into the captured buffer
 
     def start_frame(self, search: np.ndarray) -> None:
         if self._template is None:
