@@ -23,7 +23,7 @@ import json
 import statistics
 import sys
 import tempfile
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:28s} {ms:8.2f} ms  ({ms / base:4.2f}x torch)")
     prof = result["profile"]
     print(f"ORT profile: kernel time {prof['kernel_us_per_forward'] / 1e3:.2f} ms per forward; model_run per stage "
-          f"{[round(u / 1e3, 2) for u in prof['model_run_us_per_stage']]} ms; nodes per stage {prof['nodes_per_stage']}")
+          f"{[round(u / 1e3, 2) for u in prof['model_run_us_per_stage']]} ms; "
+          f"nodes per stage {prof['nodes_per_stage']}")
     for op, us in list(prof["kernel_us_per_forward_by_op"].items())[:10]:
         print(f"  {op:28s} {us / 1e3:7.3f} ms")
     if args.json:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -159,7 +158,8 @@ def section_env(r: Report, device: str) -> None:
            "cuda_available": torch.cuda.is_available(), "device": device}
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
-        env.update(gpu=p.name, compute_capability=f"{p.major}.{p.minor}", gpu_memory_gib=round(p.total_memory / 2**30, 1),
+        env.update(gpu=p.name, compute_capability=f"{p.major}.{p.minor}",
+                   gpu_memory_gib=round(p.total_memory / 2**30, 1),
                    cudnn=str(torch.backends.cudnn.version()), nccl=str(torch.cuda.nccl.version())
                    if hasattr(torch.cuda, "nccl") else "",
                    # TF32 rounds fp32 matmuls/convs to a 10-bit mantissa: it bounds how close CUDA fp32 boxes can be
@@ -373,7 +373,10 @@ def section_train(r: Report, device: str, dry: bool, steps: int, workdir: Path) 
         res = train(cfg, workdir / f"train_{method}", device=dev, dataset=data, progress=False)
         dt = time.perf_counter() - t0
         finite = all(np.isfinite(res.losses))
-        amp = "bf16" if dev != "cpu" and torch.cuda.is_bf16_supported() else ("fp16+GradScaler" if dev != "cpu" else "off (CPU)")
+        if dev == "cpu":
+            amp = "off (CPU)"
+        else:
+            amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16+GradScaler"
         r.add("train", f"{method}: {res.step} AMP steps on {arch}", "ok" if finite and res.step == steps else "FAIL",
               dt, "s", detail=f"loss {res.losses[0]:.3f} -> {res.losses[-1]:.3f}; autocast {amp}")
 

@@ -119,7 +119,8 @@ def test_fp32_engines_disable_tf32_and_version_compatibility_is_opt_in():
     plain = build_strategy("10.3.0", "fp16")
     vc = build_strategy("10.3.0", "fp16", version_compatible=True)
     assert "VERSION_COMPATIBLE" not in plain.builder_flags and "VERSION_COMPATIBLE" in vc.builder_flags
-    assert "version_compatible" in vc.flag_names(True, 4096) and vc.flag_names(True, 4096) != plain.flag_names(False, 4096)
+    assert "version_compatible" in vc.flag_names(True, 4096)
+    assert vc.flag_names(True, 4096) != plain.flag_names(False, 4096)
     assert plain.flag_names(False, 4096) != plain.flag_names(False, 2048)  # workspace enters the cache key
 
 
@@ -186,7 +187,8 @@ def test_fp16_graph_runs_norms_and_decisioner_in_fp32_and_the_blocks_in_fp16(exp
     norms = [n for n in model.graph.node if n.op_type == "LayerNormalization"]
     assert len(norms) == 2 * net.stage_bounds[0][1] + 1  # two per block of stage 0, plus the shared final norm
     assert all(types[n.input[0]] == TensorProto.FLOAT and types[n.output[0]] == TensorProto.FLOAT for n in norms)
-    block_mm = [n for n in model.graph.node if n.op_type == "MatMul" and "blocks." in n.name and "attn/MatMul" not in n.name]
+    block_mm = [n for n in model.graph.node
+                if n.op_type == "MatMul" and "blocks." in n.name and "attn/MatMul" not in n.name]
     assert block_mm and all(types[n.input[1]] == TensorProto.FLOAT16 for n in block_mm)
     decision = [n for n in model.graph.node if "decisioners." in n.name and n.op_type in ("Gemm", "MatMul")]
     assert decision and all(types[i] == TensorProto.FLOAT for n in decision for i in n.input[:2])

@@ -42,7 +42,7 @@ from ..config import ModelConfig
 from ..runtime_options import RuntimeOptions
 from .base import Backend, BackendError, BackendOutput
 from .engine_cache import EngineCache, EngineKey, StaleEngineError, default_cache_dir, file_sha256
-from .trt_plan import BindingPlan, PlanError, build_strategy, plan_bindings, read_export
+from .trt_plan import PlanError, build_strategy, plan_bindings, read_export
 
 log = logging.getLogger("dytrack_ros.tensorrt")
 
@@ -251,9 +251,9 @@ class TensorRTBackend(Backend):
         for stage, engine, ctx in zip(self.plan.stages, self._engines, self._contexts):
             for spec in stage.inputs + stage.outputs:
                 buf = self._buf[stage.buffer_of[spec.name]]
-                if tuple(engine.get_tensor_shape(spec.name)) != spec.shape:
-                    raise BackendError(f"engine tensor {spec.name} has shape {tuple(engine.get_tensor_shape(spec.name))}"
-                                       f", the ONNX graph {spec.shape}")
+                shape = tuple(engine.get_tensor_shape(spec.name))
+                if shape != spec.shape:
+                    raise BackendError(f"engine tensor {spec.name} has shape {shape}, the ONNX graph {spec.shape}")
                 ctx.set_tensor_address(spec.name, buf.data_ptr())
         self._stream = torch.cuda.Stream(self.torch_device)
         self._pred_host = torch.zeros((1,), dtype=torch.float32, pin_memory=True)

@@ -122,7 +122,8 @@ def _specs(values) -> list[TensorSpec]:
         dims = []
         for d in t.shape.dim:
             if not d.HasField("dim_value"):
-                raise PlanError(f"tensor {v.name} has a dynamic dimension ({d.dim_param or '?'}); our exports are static")
+                raise PlanError(f"tensor {v.name} has a dynamic dimension ({d.dim_param or '?'}); "
+                                "our exports are static")
             dims.append(int(d.dim_value))
         if t.elem_type not in _ONNX_TO_NUMPY:
             raise PlanError(f"tensor {v.name} has unsupported ONNX element type {t.elem_type}")
