@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINED_MODEL = REPO / "models" / "dytrack_small.safetensors"
-ACTIVE = (TrackedTarget.STATUS_TRACKING, TrackedTarget.STATUS_UNCERTAIN, TrackedTarget.STATUS_LOST)
+ACTIVE = (TrackedTarget.STATUS_TRACKING, TrackedTarget.STATUS_UNCERTAIN, TrackedTarget.STATUS_LOST,
+          TrackedTarget.STATUS_SEARCHING, TrackedTarget.STATUS_REDETECTED)
 
 
 def init_when_ready(client, box, stamp_ns: int = 0, timeout: float = 10.0):
