@@ -11,6 +11,12 @@ node running in its own process, over the shared-memory Fast DDS profile
 - camera and processed rates, frames dropped by the latest-frame policy.
 
   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_node.py --seconds 20
+
+--default-settings: what a user gets without any hand-made environment: the camera (640x480 rgb8 at --rate Hz,
+reliable or best_effort, Fast DDS defaults) in its own process, the node started with no QoS or DDS arguments,
+with its camera DDS profile (config/fastdds_camera.xml, applied by the entry point) and without it
+(DYTRACK_DDS_PROFILE=none); processed rate against min(camera rate, tracker capacity = 1000 / (tracker ms + node overhead ms per frame,
+medians measured in the node)).
 """
 from __future__ import annotations
 
@@ -68,6 +74,133 @@ def pure_tracker_ms(model: Path, frames, box, repeats: int = 60) -> dict:
     return {"p50": float(np.median(times)), "p95": float(np.percentile(times, 95))}
 
 
+# ------------------------------------------------------------ default settings: a camera in its own process
+CLEAN_ENV_DROP = ("FASTDDS_DEFAULT_PROFILES_FILE", "ROS_AUTOMATIC_DISCOVERY_RANGE", "DYTRACK_DDS_PROFILE",
+                  "FASTDDS_BUILTIN_TRANSPORTS", "RMW_IMPLEMENTATION", "ROS_LOCALHOST_ONLY")
+
+
+def clean_env(domain: int, **extra: str) -> dict[str, str]:
+    """This process's environment without any DDS/discovery setting (what a user's shell has), own domain."""
+    env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV_DROP}
+    env.update(ROS_DOMAIN_ID=str(domain), **extra)
+    return env
+
+
+def run_camera(reliability: str, rate: float, seconds: float) -> int:
+    """A camera driver stand-in with Fast DDS defaults: 640x480 rgb8 at ``rate`` Hz on /image, stamped now,
+    depth 10 (the default QoS of usb_cam / v4l2_camera; best_effort like sensor-data publishers)."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    frames, _ = frames_640x480()
+    rclpy.init()
+    node = rclpy.create_node("camera")
+    rel = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+    pub = node.create_publisher(Image, "image", QoSProfile(depth=10, reliability=rel))
+    msgs = []
+    for f in frames:
+        m = Image(height=480, width=640, encoding="rgb8", step=640 * 3)
+        m.header.frame_id = "camera"
+        m.data = f.tobytes()
+        msgs.append(m)
+    t0, k = time.monotonic(), 0
+    while time.monotonic() - t0 < seconds:
+        m = msgs[k % len(msgs)]
+        m.header.stamp = node.get_clock().now().to_msg()
+        pub.publish(m)
+        k += 1
+        time.sleep(max(0.0, t0 + k / rate - time.monotonic()))
+    print(json.dumps({"sent": k, "seconds": time.monotonic() - t0}), flush=True)
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+def measure_default_settings(model: Path, frames, box, rate: float, seconds: float, reliability: str,
+                             profile: bool, domain: int, tmp: Path) -> dict:
+    """Node (python -m dytrack_ros, no model or QoS arguments) and camera in separate processes with clean
+    environments; ``profile`` False turns the node's camera DDS profile off (DYTRACK_DDS_PROFILE=none)."""
+    import subprocess
+
+    from dytrack_ros.ros.client import TrackerClient
+    from dytrack_ros.ros.launcher import NodeProcess, ros_args
+
+    node_env = clean_env(domain, **({} if profile else {"DYTRACK_DDS_PROFILE": "none"}))
+    node = NodeProcess("dytrack_ros", ros_args({"model_path": str(model)}), env=node_env,
+                       log_path=tmp / f"node_{reliability}_{profile}.log").start()
+    warm, total = 4.0, seconds + 8.0
+    camera = None
+    for key in CLEAN_ENV_DROP:  # this observer process too: nothing hand-made
+        os.environ.pop(key, None)
+    client = TrackerClient(domain_id=domain, name="bench_observer", publish_images=False)
+    try:
+        client.wait_for_tracker(180)
+        camera = subprocess.Popen([sys.executable, __file__, "--camera", reliability, "--rate", str(rate),
+                                   "--seconds", str(total)], env=clean_env(domain), stdout=subprocess.PIPE, text=True)
+        deadline, resp = time.monotonic() + 20, None
+        while time.monotonic() < deadline:
+            resp = client.init(box)
+            if resp.success:
+                break
+            time.sleep(0.2)
+        first_answer = resp.message if resp is not None else "no answer"
+        time.sleep(warm)
+        n0, t0 = len(client.targets), time.monotonic()
+        time.sleep(seconds)
+        n1, t1 = len(client.targets), time.monotonic()
+        diag = client.latest_diagnostics(after=t1 - 1.5) or {}
+        out, _ = camera.communicate(timeout=total + 30)
+        sent = json.loads(out.strip().splitlines()[-1])
+    finally:
+        if camera is not None and camera.poll() is None:
+            camera.kill()
+        client.close()
+        node.stop()
+    received = client.targets[n0:n1]
+    inf = [r.msg.inference_ms for r in received] or [float("nan")]
+    camera_rate = sent["sent"] / sent["seconds"]
+    # the worker's busy time per frame: tracker plus the node's own work (conversion, publishing)
+    busy_ms = float(np.median(inf)) + max(0.0, float(diag.get("node overhead p50 (ms)", 0.0) or 0.0))
+    capacity = 1000.0 / busy_ms
+    processed = len(received) / (t1 - t0)
+    return {"publisher": reliability, "node_profile": "fastdds_camera.xml" if profile else "none (Fast DDS defaults)",
+            "init": "ok" if resp is not None and resp.success else first_answer,
+            "camera_rate_hz": round(camera_rate, 2), "tracker_ms_p50": round(float(np.median(inf)), 2),
+            "node_overhead_ms_p50": diag.get("node overhead p50 (ms)"), "tracker_capacity_hz": round(capacity, 2),
+            "processed_rate_hz": round(processed, 2),
+            "processed_vs_min_camera_capacity": round(processed / min(camera_rate, capacity), 3),
+            "input_rate_hz_diag": diag.get("input rate (Hz)"), "frames_received_diag": diag.get("frames received")}
+
+
+def default_settings_matrix(args) -> int:
+    """Publisher reliable / best_effort x node profile on / off, 640x480 rgb8 at --rate Hz."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench_node_defaults_"))
+    model = args.model or REPO / "models" / "dytrack_small.safetensors"
+    frames, box = frames_640x480()
+    domain = args.domain_id if args.domain_id is not None else 150 + os.getpid() % 50
+    rows = []
+    for profile in (True, False):
+        for reliability in ("reliable", "best_effort"):
+            row = measure_default_settings(model, frames, box, args.rate, args.seconds, reliability, profile,
+                                           domain, tmp)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+              "image": "640x480 rgb8", "requested_camera_rate_hz": args.rate, "seconds": args.seconds,
+              "environment": "clean: no FASTDDS_DEFAULT_PROFILES_FILE, default discovery range, own ROS_DOMAIN_ID",
+              "node": "python -m dytrack_ros --ros-args -p model_path:=... (defaults otherwise)", "rows": rows}
+    out = args.out.with_name("bench_node_defaults.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"{'publisher':<12} {'node DDS profile':<26} {'camera Hz':>9} {'capacity Hz':>11} {'processed Hz':>12} "
+          f"{'ratio':>6}")
+    for r in rows:
+        print(f"{r['publisher']:<12} {r['node_profile']:<26} {r['camera_rate_hz']:>9} {r['tracker_capacity_hz']:>11} "
+              f"{r['processed_rate_hz']:>12} {r['processed_vs_min_camera_capacity']:>6}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=None,
@@ -76,7 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="measurement duration")
     ap.add_argument("--domain-id", type=int, default=None)
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench_node.json")
+    ap.add_argument("--default-settings", action="store_true",
+                    help="camera in its own process, clean environments: publisher reliable/best_effort x node "
+                         "DDS profile on/off (writes bench_node_defaults.json next to --out)")
+    ap.add_argument("--camera", choices=("reliable", "best_effort"), default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.camera:
+        return run_camera(args.camera, args.rate, args.seconds)
+    if args.default_settings:
+        return default_settings_matrix(args)
 
     from tqdm import tqdm
 

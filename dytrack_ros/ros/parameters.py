@@ -56,6 +56,7 @@ class ParamSpec:
 MODEL, EXITS, BUDGET, INPUT, OUTPUTS = ("model", "early exits and status", "latency budget", "input",
                                         "outputs and health")
 RECOVERY = "lost-target recovery"
+VIEWERS = "initialisation from detections and clicks, viewers"
 
 # Order: the generated YAML and README follow it (ros2 param list sorts anyway).
 PARAMS: tuple[ParamSpec, ...] = (
@@ -132,6 +133,22 @@ PARAMS: tuple[ParamSpec, ...] = (
               "0: no check.", OUTPUTS, float_range=(0.0, 1000.0)),
     ParamSpec("input_timeout", 2.0, "Diagnostics ERROR when no image arrived for this many seconds while tracking.",
               OUTPUTS, float_range=(0.1, 3600.0)),
+    ParamSpec("init_from_detections", True, "Initialise on the best detection of ~/init_detections "
+              "(vision_msgs/Detection2DArray, e.g. from an object detector) while idle.", VIEWERS),
+    ParamSpec("init_detections_while_lost", False, "Also initialise from ~/init_detections while the target is "
+              "lost (a new track id).", VIEWERS),
+    ParamSpec("init_class_ids", "", "Comma-separated class ids ~/init_detections may initialise on; empty: any "
+              "class.", VIEWERS),
+    ParamSpec("init_min_score", 0.5, "Lowest detection score ~/init_detections may initialise on.", VIEWERS,
+              float_range=(0.0, 1.0)),
+    ParamSpec("click_init", True, "Two clicks on ~/debug_image_mouse_left (geometry_msgs/Point, what "
+              "rqt_image_view publishes for clicks on ~/debug_image) are the corners of the init box.", VIEWERS),
+    ParamSpec("debug_image_idle_rate", 2.0, "Debug images per second while idle (the latest frame with a hint "
+              "to call ~/init_target); 0: none while idle.", VIEWERS, float_range=(0.0, 100.0)),
+    ParamSpec("debug_jpeg_quality", 80, "JPEG quality of ~/debug_image/compressed (encoded only while someone "
+              "subscribes).", VIEWERS, int_range=(1, 100)),
+    ParamSpec("publish_camera_info", False, "Republish the camera's camera_info topic on ~/camera_info (for "
+              "RViz's Camera display over ~/debug_image).", VIEWERS),
 )
 SPECS = {p.name: p for p in PARAMS}
 RUNTIME_TRACKER_PARAMS = ("uncertain_threshold", "lost_threshold", "lost_after_frames", "recovery", "hold_low_scores",

@@ -45,6 +45,7 @@ from ..viz import draw_result
 from . import diagnostics as diag
 from .frame_buffer import Frame, FrameBuffer, stamp_to_ns
 from .image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb, rgb_to_image
+from .node_extras import NodeExtras
 from .node_stats import NodeStats
 from .parameters import (BUDGET_PARAMS, PARAMS, RUNTIME_TRACKER_PARAMS, SPECS, budget_config_from, check_choice,
                          descriptor_for, tracker_config_with)
@@ -116,6 +117,10 @@ class TrackerNode(Node):
             Image, "~/debug_image", QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                                                reliability=ReliabilityPolicy.RELIABLE))
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos_out)
+        # detections out and in, click init, compressed and idle debug image, camera_info (node_extras.py)
+        self.extras = NodeExtras(self, lambda name: self.get_parameter(name).value, self._service_group)
+        self.target_pub = self.extras.tee_targets(self.target_pub)
+        self.debug_pub = self.extras.tee_debug(self.debug_pub)
 
         qos_in = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=int(self._static["qos_depth"]),

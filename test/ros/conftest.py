@@ -138,3 +138,25 @@ def photo_sequence():
     seq = generate_sequence(0, "easy", seed=5, frames=60, size=(320, 240))
     assert seq.visible.all()
     return seq.frames, np.asarray(seq.gt, float)
+
+
+@pytest.fixture(scope="session")
+def vision_msgs_prefix(tmp_path_factory):
+    """The vision_msgs stand-in built into a temporary prefix (about a minute), importable in this process
+    (sys.path) and, through :func:`vision_standin.vision_env`, in node processes."""
+    import shutil
+    import sys
+
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake not installed")
+    from vision_standin import PYTHON_DIR, build_vision_msgs
+
+    prefix = build_vision_msgs(tmp_path_factory.mktemp("vision_msgs"))
+    sys.path.insert(0, str(prefix / PYTHON_DIR))
+    # rmw finds type support libraries by file name on the library path, which this process read at start:
+    # loaded here by full path, later lookups by name find them loaded
+    import ctypes
+
+    for lib in sorted((prefix / "lib").glob("libvision_msgs__*.so")):
+        ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+    return prefix
