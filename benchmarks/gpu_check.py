@@ -11,11 +11,11 @@ stop the others; the whole run stops starting new sections when --budget-s is us
    DyTrack-256 per-exit latency fp16 with graphs (exit after layer 2 target <= 0.3 ms), track() end to
    end at 640x480 (target <= 2 ms), plus fp32 and eager for reference;
 4. ONNX Runtime CUDAExecutionProvider vs CPU on the shipped model (skipped without onnxruntime-gpu);
-5. TensorRT fp32/fp16 engines of the shipped model vs ONNX Runtime CPU, per-exit latency (skipped
-   without tensorrt);
-6. 50 mixed-precision training steps each of the DyTrack and CompressTracker objectives on a small
+5. 50 mixed-precision training steps each of the DyTrack and CompressTracker objectives on a small
    model (the public ``dytrack_ros.train.train`` with an in-memory pair dataset);
-7. one DistributedDataParallel step in a single process over NCCL; gradients equal to the plain step.
+6. one DistributedDataParallel step in a single process over NCCL; gradients equal to the plain step;
+7. TensorRT fp32/fp16 engines of the shipped model vs ONNX Runtime CPU, per-exit latency (skipped
+   without tensorrt; last, because engine builds take the longest).
 
 Prints one table and writes JSON (--out). ``--cpu-dry-run`` runs the same code on the CPU with tiny
 sizes (CUDA-only parts skipped, gloo instead of NCCL) so the table/JSON code, the clip and the
@@ -39,7 +39,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))  # the source tree, when the package is not installed
+sys.path.append(str(HERE.parent))  # the source tree, used only when the package is not installed
 
 from clip40 import make_clip, max_box_diff_px, track_clip  # noqa: E402
 
@@ -446,9 +446,10 @@ def main(argv: list[str] | None = None) -> int:
         "clip": lambda w: section_clip(r, args.device, frames, dry),
         "latency": lambda w: section_latency(r, args.device, dry, iters),
         "ort": lambda w: section_ort(r, args.device, dry, min(iters, 50), w),
-        "tensorrt": lambda w: section_tensorrt(r, args.device, dry, min(iters, 50), w),
         "train": lambda w: section_train(r, args.device, dry, steps, w),
         "ddp": lambda w: section_ddp(r, args.device, dry),
+        # last: engine builds take the longest, and a budget cut should fall on them
+        "tensorrt": lambda w: section_tensorrt(r, args.device, dry, min(iters, 50), w),
     }
     only = [s for s in args.only.split(",") if s]
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
