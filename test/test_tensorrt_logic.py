@@ -92,7 +92,9 @@ def test_timing_cache_is_per_tensorrt_version_and_gpu_not_per_graph(tmp_path):
 
 def test_default_cache_dir_sits_next_to_the_model(tmp_path, monkeypatch):
     monkeypatch.delenv("DYTRACK_TRT_CACHE", raising=False)
-    assert default_cache_dir(tmp_path / "m.onnx") == tmp_path / "m.trt"
+    assert default_cache_dir(tmp_path / "m.onnx") == tmp_path / "m.engines"
+    assert default_cache_dir(tmp_path / "m.fp16.onnx") == tmp_path / "m.engines"  # never the manifest's name
+    assert default_cache_dir(tmp_path / "m.fp16.onnx") != manifest_path(tmp_path / "m.fp16.onnx", "fp16")
     monkeypatch.setenv("DYTRACK_TRT_CACHE", str(tmp_path / "elsewhere"))
     assert default_cache_dir(tmp_path / "m.onnx") == tmp_path / "elsewhere"
 

@@ -13,6 +13,7 @@ mismatching engine (minutes for ViT-B; done offline by ``dytrack export --format
 tensorrt`` or once at node configure, never per frame); ``never`` refuses with an
 error naming what differs, for deployments whose engines must be built ahead.
 
+The default cache is ``model.engines/`` next to the ONNX file (:func:`default_cache_dir`).
 A TensorRT timing cache (measured kernel timings, reusable across builds of any
 graph on the same GPU and TensorRT version) is kept next to the engines and
 makes rebuilds much faster.
@@ -159,12 +160,19 @@ class EngineCache:
 
 
 def default_cache_dir(onnx_path: str | Path) -> Path:
-    """``model.onnx`` -> ``model.trt/`` next to it (overridable with ``DYTRACK_TRT_CACHE``)."""
+    """``model.onnx`` (or ``model.fp16.onnx``) -> ``model.engines/`` next to it (``DYTRACK_TRT_CACHE`` overrides).
+
+    One directory for every precision of a model: the engine keys keep them apart.
+    """
     env = os.environ.get("DYTRACK_TRT_CACHE")
     if env:
         return Path(env)
     p = Path(onnx_path)
-    return p.with_name(p.name[: -len(".onnx")] + ".trt" if p.name.endswith(".onnx") else p.name + ".trt")
+    stem = p.name[: -len(".onnx")] if p.name.endswith(".onnx") else p.name
+    for tag in (".fp16", ".fp32", ".int8"):
+        if stem.endswith(tag):
+            stem = stem[: -len(tag)]
+    return p.with_name(stem + ".engines")
 
 
 __all__ = ["CacheDecision", "ENGINE_SUFFIX", "EngineCache", "EngineKey", "REBUILD_POLICIES", "StaleEngineError",

@@ -4,7 +4,7 @@ Input: our per-stage ONNX export (``model.onnx`` + ``model.stageK.onnx``) or a
 manifest ``model.<precision>.trt`` written by ``dytrack export --format tensorrt``
 (it names the ONNX files, the precision and the build options). Engines are
 built from the ONNX graphs into an :class:`~dytrack_ros.backends.engine_cache.EngineCache`
-(``model.trt/`` next to the ONNX file) keyed by graph hash, TensorRT version,
+(``model.engines/`` next to the ONNX file) keyed by graph hash, TensorRT version,
 GPU name, compute capability, precision and build flags; a key mismatch
 rebuilds (``rebuild="auto"``, with a log line, at load time: at the node's
 configure, never per image) or refuses (``rebuild="never"``). How an FP16
@@ -72,7 +72,7 @@ class TrtBuildOptions:
     rebuild: str = "auto"  # "auto": build missing/mismatching engines; "never": refuse
     version_compatible: bool = False  # engines that embed host code and run on later TensorRT (opt-in)
     workspace_mib: int = 4096
-    cache_dir: str | None = None  # default: <model>.trt/ next to the ONNX file
+    cache_dir: str | None = None  # default: <model>.engines/ next to the ONNX file
 
 
 @dataclass

@@ -18,7 +18,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "to ONNX. Early-exit models become one graph per stage (model.onnx, model.stage1.onnx, ...), "
                     "chained by the onnxruntime and tensorrt backends. Every export is checked against torch "
                     "(max |diff| <= 1e-4 for fp32) and refused if it does not match. --format tensorrt also builds "
-                    "one TensorRT engine per stage on this machine's GPU into MODEL.trt/ (cached by graph hash, "
+                    "one TensorRT engine per stage on this machine's GPU into MODEL.engines/ (cached by graph hash, "
                     "TensorRT version, GPU, precision and build flags) and writes the manifest "
                     "MODEL.<precision>.trt that the tensorrt backend and the node load.")
     p.add_argument("model", type=Path, help="model file (.safetensors) or official checkpoint (.pth/.pth.tar)")
@@ -41,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      help="engines that also run on later TensorRT versions (they embed host code: opt in only "
                           "for engines you built yourself)")
     trt.add_argument("--workspace-mib", type=int, default=4096, help="builder workspace in MiB (default: 4096)")
-    trt.add_argument("--cache-dir", type=Path, default=None, help="engine cache directory (default: MODEL.trt/)")
+    trt.add_argument("--cache-dir", type=Path, default=None, help="engine cache directory (default: MODEL.engines/)")
     p.set_defaults(func=run)
     return p
 
