@@ -120,13 +120,10 @@ class ModelConfig:
                 raise ConfigError(f"exit_layers are 1-based and the last must equal depth={self.depth}, got {self.exit_layers}")
             if self.ce_loc:
                 raise ConfigError("candidate elimination cannot be combined with exits (DyTrack runs without CE)")
-            if self.exit_thresholds and len(self.exit_thresholds) != len(self.exit_layers):
-                raise ConfigError(f"exit_thresholds needs one value per exit ({len(self.exit_layers)}), got {self.exit_thresholds}")
-        elif self.exit_thresholds:
-            raise ConfigError("exit_thresholds given for a model without exits")
-        for t in self.exit_thresholds:
-            if not 0.0 <= float(t) <= 1.0:
-                raise ConfigError(f"exit thresholds must be in [0, 1], got {self.exit_thresholds}")
+        if self.exit_thresholds:
+            from .exit_policy import parse_thresholds  # the one validation of thresholds
+
+            object.__setattr__(self, "exit_thresholds", parse_thresholds(self.exit_thresholds, len(self.exit_layers)))
 
     # Derived sizes -------------------------------------------------------
     @property

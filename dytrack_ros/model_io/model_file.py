@@ -39,9 +39,7 @@ def save_model_file(model: TrackerNet, path: str | Path, info: dict[str, Any] | 
     path = Path(path)
     if path.suffix != SUFFIX:
         raise ModelFileError(f"model files use the {SUFFIX} suffix, got {path.name}")
-    cfg = model.cfg
-    if cfg.has_exits:
-        cfg = cfg.replace(exit_thresholds=tuple(model.exit_thresholds))
+    cfg = model.cfg  # default exit thresholds live in the config (ModelConfig.exit_thresholds)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "model_config": cfg.to_json(), "info": json.dumps(info or {}, sort_keys=True)}
     try:  # a temporary file in the same directory, renamed when complete: never a half-written model file
