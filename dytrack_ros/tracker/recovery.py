@@ -6,10 +6,11 @@ looks where the target comes back. This state machine keeps the tracker's state
 away from such boxes and looks for the target again, with a bounded cost per
 frame:
 
-1. **Hold.** A frame below ``lost_threshold`` does not move the state: the last
-   confident box (at or above ``uncertain_threshold``) is held, moved for up to
-   ``hold_frames`` frames at the velocity measured between confident frames
-   (a short occlusion of a moving target).
+1. **Hold.** Once the target is LOST (and, with ``hold_low_scores``, from the
+   first frame below ``lost_threshold``) low-confidence boxes do not move the
+   state: the last confident box (at or above ``uncertain_threshold``) is held,
+   moved for up to ``hold_frames`` frames at the velocity measured between
+   confident frames (a short occlusion of a moving target).
 2. **Lost / enlarge.** Once the status window says LOST, every frame searches
    around the held box with a search region ``search_growth`` times larger per
    lost frame (up to ``max_search_scale``; the network input size is unchanged).
@@ -98,7 +99,7 @@ class Recovery:
         self.reset(None)
 
     def reset(self, box: Box | None) -> None:
-        """Start (again) from a confident ``box`` (initialisation); counts are kept by the caller's choice."""
+        """Start (again) from a confident ``box``; the counts are kept."""
         self.last_confident: Box | None = box
         self.velocity = (0.0, 0.0)
         self.since_confident = 0  # frames since the last confident frame
@@ -182,9 +183,7 @@ class Recovery:
 
     def reacquired(self, box: Box) -> None:
         """Back to tracking from ``box`` (the velocity restarts at zero: the gap says nothing about it)."""
-        counts = self.counts
         self.reset(box)
-        self.counts = counts
 
     def end_frame_lost(self) -> None:
         self.lost_frames += 1
