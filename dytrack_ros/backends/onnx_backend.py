@@ -105,6 +105,9 @@ class OnnxBackend(Backend):
         except StageFilesError as exc:
             raise BackendError(str(exc)) from None
         super().__init__(cfg, options, model_name or meta.get("model_name") or path.stem)
+        if file_precision == "fp16":
+            raise BackendError(f"{path.name} is the fp16 export that strongly typed TensorRT builds from (precision "
+                               "fp16); run its fp32 export with onnxruntime, or this file with the tensorrt backend")
         if file_precision not in ("fp32", "int8"):
             raise BackendError(f"{path.name}: unsupported exported precision {file_precision!r}")
         if file_precision == "int8" and precision != "int8":
