@@ -221,15 +221,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from dytrack_ros.ros.client import CameraStream, TrackerClient, time_to_ns
+    from dytrack_ros.ros.client import CameraStream, TrackerClient
     from dytrack_ros.ros.launcher import NodeProcess, local_ros_env, ros_args
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_node_"))
     model = args.model or REPO / "models" / "dytrack_small.safetensors"
     random_weights = False
     if not model.is_file():
-        from dytrack_ros.model_io.model_file import save_model_file
         from dytrack_ros.model import create_model
+        from dytrack_ros.model_io.model_file import save_model_file
 
         model = tmp / "dytrack_small_random.safetensors"
         save_model_file(create_model("dytrack_small"), model)

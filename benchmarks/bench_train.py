@@ -33,8 +33,8 @@ import torch
 from dytrack_ros.data import load_dataset
 from dytrack_ros.data.synth import generate_dataset
 from dytrack_ros.eval.metrics import ope_scores
-from dytrack_ros.model_io.model_file import load_model_file, save_model_file
 from dytrack_ros.model import create_model
+from dytrack_ros.model_io.model_file import load_model_file
 from dytrack_ros.train.calibrate import trace_sequence
 from dytrack_ros.train.config import train_config_from_dict
 from dytrack_ros.train.trainer import set_score_prior, train

@@ -21,6 +21,7 @@ import numpy as np
 from .backends import Backend
 from .runtime_options import AUTO_BACKEND, RuntimeOptions
 
+
 @dataclass
 class Row:
     """One measured quantity (milliseconds)."""

@@ -11,15 +11,21 @@ No argument text is ever evaluated as Python: paths with quotes or spaces stay p
 """
 import os
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from dytrack_ros.ros.dds_profile import ENV as DDS_PROFILE_ENV
-from dytrack_ros.ros.launch_params import (BOOL_TEXTS, LOG_LEVELS, deprecated_arguments, deprecation_messages,
-                                           node_parameter_overrides, parameter_arguments)
+from dytrack_ros.ros.launch_params import (
+    BOOL_TEXTS,
+    LOG_LEVELS,
+    deprecated_arguments,
+    deprecation_messages,
+    node_parameter_overrides,
+    parameter_arguments,
+)
+from launch import LaunchDescription
 
 ARGUMENTS = [
     DeclareLaunchArgument("camera_topic", default_value="/camera/image_raw",

@@ -5,7 +5,6 @@ import os
 
 import pytest
 import torch
-
 from model_files import random_model_file
 from square_frames import moving_square_frames
 

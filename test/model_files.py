@@ -5,8 +5,8 @@ from pathlib import Path
 
 import torch
 
-from dytrack_ros.model_io.model_file import save_model_file
 from dytrack_ros.model import create_model
+from dytrack_ros.model_io.model_file import save_model_file
 
 
 def random_model_file(directory: Path, arch: str, seed: int) -> Path:

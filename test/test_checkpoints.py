@@ -27,10 +27,10 @@ import pytest
 import torch
 
 from dytrack_ros.cli import main as cli_main
+from dytrack_ros.model import get_config
 from dytrack_ros.model_io.model_file import load_model_file, save_model_file
 from dytrack_ros.model_io.official import CeUndetectedWarning, OfficialCheckpointError, load_official_checkpoint
 from dytrack_ros.model_io.safe_pickle import CheckpointError, InertObject, UnsafeCheckpointError, safe_load
-from dytrack_ros.model import get_config
 
 _spec = importlib.util.spec_from_file_location("ostrack_reference", Path(__file__).parent / "reference" / "ostrack_reference.py")
 ref = importlib.util.module_from_spec(_spec)

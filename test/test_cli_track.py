@@ -5,9 +5,7 @@ import subprocess
 import sys
 
 import cv2
-import numpy as np
 import pytest
-
 from square_frames import moving_square_frames
 
 

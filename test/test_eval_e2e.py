@@ -30,8 +30,8 @@ def synth_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     torch = pytest.importorskip("torch")
-    from dytrack_ros.model_io.model_file import save_model_file
     from dytrack_ros.model import create_model
+    from dytrack_ros.model_io.model_file import save_model_file
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "dytrack_tiny.safetensors"

@@ -7,7 +7,6 @@ interpreter, so earlier tests in this process cannot hide or fake it.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -21,16 +20,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from model_files import overflowing_model_file
 
 from dytrack_ros.cli import main as cli_main
+from dytrack_ros.config import TrackerConfig
 from dytrack_ros.image_io import ImageReadError, read_image
 from dytrack_ros.image_limits import DEFAULT_MAX_IMAGE_PIXELS, encoded_image_size
 from dytrack_ros.tracker import Tracker, TrackerInputError, TrackerOutputError
-from dytrack_ros.tracker.preprocess import sample_target
 from dytrack_ros.tracker.status import StatusWindow, TrackStatus
-from dytrack_ros.config import TrackerConfig
-
-from model_files import overflowing_model_file
 
 SEED = 20261130
 REPO = Path(__file__).resolve().parents[1]

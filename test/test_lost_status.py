@@ -7,8 +7,13 @@ import pytest
 from dytrack_ros.config import TrackerConfig
 from dytrack_ros.data import load_dataset
 from dytrack_ros.data.synth import generate_dataset
-from dytrack_ros.eval.lost_status import (StatusFileError, absent_frames, lost_status_score, read_statuses,
-                                          score_results_dir)
+from dytrack_ros.eval.lost_status import (
+    StatusFileError,
+    absent_frames,
+    lost_status_score,
+    read_statuses,
+    score_results_dir,
+)
 from dytrack_ros.eval.runner import RunnerError, TrackerSpec, run_tracker
 from dytrack_ros.eval.score import score_results
 

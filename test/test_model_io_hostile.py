@@ -33,7 +33,7 @@ from dytrack_ros.config import ConfigError, ModelConfig
 from dytrack_ros.model.tracker_net import TrackerNet
 from dytrack_ros.model_io.model_file import ModelFileError, load_model_file, save_model_file
 from dytrack_ros.model_io.official import OfficialCheckpointError, load_official_checkpoint
-from dytrack_ros.model_io.safe_pickle import CheckpointError, UnsafeCheckpointError, describe, safe_load
+from dytrack_ros.model_io.safe_pickle import CheckpointError, describe, safe_load
 
 _spec = importlib.util.spec_from_file_location("ostrack_reference", Path(__file__).parent / "reference" / "ostrack_reference.py")
 ref = importlib.util.module_from_spec(_spec)

@@ -7,20 +7,18 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from square_frames import moving_square_frames
 
 from dytrack_ros.backends import BackendError, backend_for_path, load_backend
 from dytrack_ros.backends.onnx_backend import OnnxBackend
-from dytrack_ros.backends.onnx_export import (FORMAT, OnnxExportError, example_inputs, export_onnx,
-                                              torch_stage_outputs)
+from dytrack_ros.backends.onnx_export import FORMAT, OnnxExportError, example_inputs, export_onnx, torch_stage_outputs
 from dytrack_ros.backends.torch_backend import TorchBackend
 from dytrack_ros.cli import main as cli_main
 from dytrack_ros.config import ModelConfig
+from dytrack_ros.model import create_model, get_config
 from dytrack_ros.model_io.model_file import save_model_file
 from dytrack_ros.runtime_options import RuntimeOptions
-from dytrack_ros.model import create_model, get_config
 from dytrack_ros.tracker import Tracker
-
-from square_frames import moving_square_frames
 
 ATOL = 1e-4
 

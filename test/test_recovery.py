@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from vanish_frames import RETURNS_AT, VISIBLE_UNTIL, vanish_frames
 
 from dytrack_ros.backends import load_backend
 from dytrack_ros.backends.base import Backend
@@ -19,7 +20,6 @@ from dytrack_ros.eval.metrics import iou_continuous
 from dytrack_ros.runtime_options import RuntimeOptions
 from dytrack_ros.tracker import Tracker, TrackStatus
 from dytrack_ros.tracker.recovery import boxes_agree, tile_windows
-from vanish_frames import RETURNS_AT, VISIBLE_UNTIL, vanish_frames
 
 SMALL = Path(__file__).resolve().parents[1] / "models" / "dytrack_small.safetensors"
 

@@ -9,8 +9,15 @@ import pytest
 
 from dytrack_ros.data import load_dataset
 from dytrack_ros.data.synth import (
-    PRESETS, SynthError, _prepare, _sequence_rng, generate_dataset, generate_sequence, load_photo_library,
-    plan_sequence, render_frame,
+    PRESETS,
+    SynthError,
+    _prepare,
+    _sequence_rng,
+    generate_dataset,
+    generate_sequence,
+    load_photo_library,
+    plan_sequence,
+    render_frame,
 )
 
 

@@ -1,7 +1,6 @@
 """Exit-threshold calibration: exit rule, sweep, target depth/latency, storage in the model file, CLI."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from train_toy import write_toy_got10k
 
 from dytrack_ros.data import load_dataset
-from dytrack_ros.model_io.model_file import load_model_file, read_metadata
-from dytrack_ros.model import create_model
 from dytrack_ros.exit_policy import ExitPolicy
+from dytrack_ros.model import create_model
+from dytrack_ros.model_io.model_file import load_model_file, read_metadata
 from dytrack_ros.train.calibrate import CalibrationError, apply_calibration, calibrate, stage_latency_ms, trace_sequence
-from train_toy import write_toy_got10k
 
 pytestmark = pytest.mark.train
 

@@ -4,15 +4,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from train_toy import write_toy_got10k
 
-from dytrack_ros.model_io.model_file import load_model_file, save_model_file
 from dytrack_ros.model import create_model
-from dytrack_ros.train.compress import (CompressError, CompressObjective, export_student, init_student_from_teacher,
-                                        replacement_probability, sample_replacement, stage_division)
+from dytrack_ros.model_io.model_file import load_model_file, save_model_file
+from dytrack_ros.train.compress import (
+    CompressError,
+    CompressObjective,
+    export_student,
+    init_student_from_teacher,
+    replacement_probability,
+    sample_replacement,
+    stage_division,
+)
 from dytrack_ros.train.config import CompressConfig, LossConfig, train_config_from_dict
 from dytrack_ros.train.losses import gaussian_heatmap
 from dytrack_ros.train.trainer import train
-from train_toy import write_toy_got10k
 
 pytestmark = pytest.mark.train
 

@@ -13,12 +13,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import yaml
+from train_toy import write_toy_got10k
 
 from dytrack_ros.config import ConfigError
 from dytrack_ros.model_io.model_file import load_model_file
 from dytrack_ros.train.config import load_train_config, train_config_from_dict
 from dytrack_ros.train.trainer import TrainingError, load_checkpoint, train
-from train_toy import write_toy_got10k
 
 pytestmark = pytest.mark.train
 
@@ -168,8 +168,8 @@ def test_candidate_elimination_keep_rate_warmup():
 
 def test_init_from_a_plain_model_file(tmp_path):
     """DyTrack from OSTrack weights: backbone and final head copied, exits fresh (with the score prior)."""
-    from dytrack_ros.model_io.model_file import save_model_file
     from dytrack_ros.model import create_model
+    from dytrack_ros.model_io.model_file import save_model_file
     from dytrack_ros.train.trainer import build_objective
 
     torch.manual_seed(5)

@@ -7,9 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from dytrack_ros.train.losses import (box_iou_giou, cxcywh_to_xyxy, decision_loss, focal_loss, gaussian_heatmap,
-                                      gaussian_radius, giou_loss, l1_loss, self_distillation_loss, target_weights,
-                                      xywh_to_xyxy)
+from dytrack_ros.train.losses import (
+    box_iou_giou,
+    cxcywh_to_xyxy,
+    decision_loss,
+    focal_loss,
+    gaussian_heatmap,
+    gaussian_radius,
+    giou_loss,
+    l1_loss,
+    self_distillation_loss,
+    target_weights,
+    xywh_to_xyxy,
+)
 
 pytestmark = pytest.mark.train
 

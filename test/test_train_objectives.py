@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+from train_toy import write_toy_got10k
 
 from dytrack_ros.config import ConfigError
 from dytrack_ros.model import create_model, decode_boxes
@@ -14,10 +15,15 @@ from dytrack_ros.train.compress import CompressObjective
 from dytrack_ros.train.config import TrainConfig, train_config_from_dict
 from dytrack_ros.train.dytrack import TrackingObjective
 from dytrack_ros.train.losses import cxcywh_to_xyxy, xywh_to_xyxy
-from dytrack_ros.train.objective import (Objective, build_objective, objective_class, objective_names,
-                                         register_objective, unregister_objective)
+from dytrack_ros.train.objective import (
+    Objective,
+    build_objective,
+    objective_class,
+    objective_names,
+    register_objective,
+    unregister_objective,
+)
 from dytrack_ros.train.trainer import load_checkpoint, train
-from train_toy import write_toy_got10k
 
 pytestmark = pytest.mark.train
 
@@ -189,8 +195,8 @@ def test_a_registered_objective_runs_in_the_unchanged_loop(toy_files, tmp_path, 
 
 def test_the_loop_passes_step_inputs_and_epochs_to_the_objective(toy_files, tmp_path, box_l1_method):
     """The per-step inputs and per-epoch hooks arrive in order (a single process sees every step)."""
-    from dytrack_ros.train.trainer import TrainingRun, init_distributed
     from dytrack_ros.train.pairs import PairDataset
+    from dytrack_ros.train.trainer import TrainingRun, init_distributed
 
     cfg = _cfg(toy_files, box_l1_method, model={"name": "ostrack_tiny"})
     di = init_distributed("cpu")

@@ -9,14 +9,21 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
+from train_toy import write_toy_got10k
 
 from dytrack_ros.config import ModelConfig
 from dytrack_ros.data.sequence import DatasetError, Sequence
-from dytrack_ros.train.config import DataConfig, DataSource
-from dytrack_ros.train.pairs import (EpochSampler, PairDataset, PairSamplingError, box_in_crop, jitter_box,
-                                     load_coco, load_source)
 from dytrack_ros.tracker.preprocess import sample_target
-from train_toy import write_toy_got10k
+from dytrack_ros.train.config import DataConfig, DataSource
+from dytrack_ros.train.pairs import (
+    EpochSampler,
+    PairDataset,
+    PairSamplingError,
+    box_in_crop,
+    jitter_box,
+    load_coco,
+    load_source,
+)
 
 pytestmark = pytest.mark.train
 

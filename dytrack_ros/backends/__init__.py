@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ..config import ConfigError
+
 if TYPE_CHECKING:
     from ..model.tracker_net import TrackerNet
 from ..runtime_options import AUTO_BACKEND, PRECISIONS, RuntimeOptions

@@ -61,7 +61,7 @@ import torch
 from torch import nn
 
 from ..model.tracker_net import TrackerNet
-from .onnx_format import DEFAULT_OPSET, FORMAT, OUTPUT_MAPS, stage_file_names, stage_io_names
+from .onnx_format import DEFAULT_OPSET, FORMAT, stage_file_names, stage_io_names
 
 PARITY_ATOL = 1e-4
 FP16_PARITY_ATOL = 2e-2  # fp16 graph vs torch fp32: half precision rounding through up to 12 blocks

@@ -5,8 +5,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (add_budget_options, add_model_options, add_recovery_options, budget_config_from_args,
-                     parse_floats, runtime_options_from_args, tracker_config_from_args)
+from .common import (
+    add_budget_options,
+    add_model_options,
+    add_recovery_options,
+    budget_config_from_args,
+    parse_floats,
+    runtime_options_from_args,
+    tracker_config_from_args,
+)
 from .score_cmd import add_dataset_options, add_repair_option, parse_sequences
 
 

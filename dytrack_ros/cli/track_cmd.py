@@ -12,9 +12,15 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import TrackerConfig, load_yaml
-from .common import (add_budget_options, add_model_options, add_recovery_options, budget_config_from_args, parse_box,
-                     tracker_config_from_args,
-                     runtime_options_from_args)
+from .common import (
+    add_budget_options,
+    add_model_options,
+    add_recovery_options,
+    budget_config_from_args,
+    parse_box,
+    runtime_options_from_args,
+    tracker_config_from_args,
+)
 
 
 def add_parser(sub) -> None:
@@ -141,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"tracker: {1000.0 / np.mean(stage_ms['total']):.1f} fps; median ms: preprocess {med['preprocess']:.2f}, "
               f"inference {med['inference']:.2f}, postprocess {med['postprocess']:.2f}, total {med['total']:.2f}")
         mean_depth = sum(k * v for k, v in depth.items()) / tracked
-        print(f"status: " + ", ".join(f"{s} {c}" for s, c in statuses.most_common()))
+        print("status: " + ", ".join(f"{s} {c}" for s, c in statuses.most_common()))
         print(f"exit depth: mean {mean_depth:.2f} of {tracker.num_layers} layers")
         print(format_histogram(depth, tracker.num_layers))
     if args.out:

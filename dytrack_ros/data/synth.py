@@ -46,7 +46,6 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-
 MIN_VISIBLE = 0.02  # below this visible fraction the target counts as absent
 JPEG_QUALITY = 90
 BLUR_SPEED = 12.0  # px/frame above which a moving target is motion-blurred (when the preset allows)

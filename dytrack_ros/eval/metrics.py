@@ -53,7 +53,8 @@ x100 here so one result holds one unit); curves are fractions of frames in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence as Seq
+from typing import Iterable
+from typing import Sequence as Seq
 
 import numpy as np
 

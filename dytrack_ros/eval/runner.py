@@ -31,12 +31,13 @@ import os
 import signal
 import threading
 import time
-from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence as Seq
+from typing import Iterator, Protocol
+from typing import Sequence as Seq
 
 import cv2
 import numpy as np

@@ -28,6 +28,7 @@ decision evidence thereby feeds the deeper layers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 from torch import nn
 

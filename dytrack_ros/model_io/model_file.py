@@ -23,8 +23,15 @@ from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig
 from ..model.tracker_net import TrackerNet
-from .weights_check import (SAFETENSORS_DTYPES, TensorSpec, WeightsError, check_declared_size, check_specs,
-                            check_values, expected_specs)
+from .weights_check import (
+    SAFETENSORS_DTYPES,
+    TensorSpec,
+    WeightsError,
+    check_declared_size,
+    check_specs,
+    check_values,
+    expected_specs,
+)
 
 FORMAT = "dytrack_ros.model/1"
 SUFFIX = ".safetensors"

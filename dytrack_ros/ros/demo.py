@@ -97,8 +97,8 @@ def run_demo(args: argparse.Namespace) -> dict:
         recorder.start()
         client = TrackerClient(domain_id=domain, name="demo", publish_images=False)
         first: list = []
-        from sensor_msgs.msg import Image
         from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
 
         client.node.create_subscription(Image, CAMERA_TOPIC, lambda m: first or first.append(m.header),
                                         qos_profile_sensor_data)

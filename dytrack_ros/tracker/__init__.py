@@ -1,6 +1,15 @@
 """Tracker runtime: preprocess -> backend -> decode, with explicit tracking status."""
-from .tracker import (ExitCandidate, TrackResult, Tracker, TrackerInputError, TrackerOutputError, TrackerStateError,
-                      TrackStatus, validate_box, validate_frame)
+from .tracker import (
+                      ExitCandidate,
+                      Tracker,
+                      TrackerInputError,
+                      TrackerOutputError,
+                      TrackerStateError,
+                      TrackResult,
+                      TrackStatus,
+                      validate_box,
+                      validate_frame,
+)
 
 __all__ = ["ExitCandidate", "Tracker", "TrackResult", "TrackStatus", "TrackerInputError", "TrackerOutputError",
            "TrackerStateError",

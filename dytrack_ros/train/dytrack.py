@@ -28,14 +28,22 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..model import create_model
 from ..config import ModelConfig
+from ..model import create_model
 from ..model.head import decode_boxes
 from ..model.tracker_net import TrackerNet
 from ..model_io.model_file import load_model_file
 from .config import LossConfig, TrainConfig
-from .losses import (cxcywh_to_xyxy, decision_loss, focal_loss, giou_loss, l1_loss, self_distillation_loss,
-                     target_weights, xywh_to_xyxy)
+from .losses import (
+    cxcywh_to_xyxy,
+    decision_loss,
+    focal_loss,
+    giou_loss,
+    l1_loss,
+    self_distillation_loss,
+    target_weights,
+    xywh_to_xyxy,
+)
 from .objective import Objective, register_objective
 
 SCORE_PRIOR = 0.1

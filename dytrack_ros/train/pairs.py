@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Iterator, Sequence as Seq
+from typing import Iterator
+from typing import Sequence as Seq
 
 import cv2
 import numpy as np

@@ -39,6 +39,7 @@ from ..config import ModelConfig
 from ..model.tracker_net import TrackerNet
 from ..model_io.model_file import save_model_file
 from .config import TrainConfig
+
 # re-exported: existing callers (benchmarks, scripts) import these tracking-model helpers from this module
 from .dytrack import ce_keep_rate, init_from_file, set_score_prior  # noqa: F401
 from .objective import Objective, TrainingError, build_objective, param_groups

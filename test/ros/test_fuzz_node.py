@@ -10,14 +10,12 @@ import time
 
 import cv2
 import numpy as np
-import pytest
+from model_files import overflowing_model_file
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from dytrack_ros.msg import TrackedTarget
 from dytrack_ros.ros.client import CameraStream, ns_to_time
-
-from model_files import overflowing_model_file
 
 SEED = 20261130
 MB = 1024 * 1024

@@ -16,9 +16,15 @@ from dytrack_ros.backends import available_backends
 from dytrack_ros.config import TrackerConfig
 from dytrack_ros.exit_policy import THRESHOLD_CONVENTION
 from dytrack_ros.ros import launch_params
-from dytrack_ros.ros.launch_params import (DEPRECATED_ALIASES, LaunchArgumentError, deprecated_arguments,
-                                           deprecation_messages, node_parameter_overrides, parameter_arguments,
-                                           parameter_override_args)
+from dytrack_ros.ros.launch_params import (
+    DEPRECATED_ALIASES,
+    LaunchArgumentError,
+    deprecated_arguments,
+    deprecation_messages,
+    node_parameter_overrides,
+    parameter_arguments,
+    parameter_override_args,
+)
 from dytrack_ros.ros.launcher import NodeProcess, ros_args
 from dytrack_ros.ros.param_docs import readme_table, readme_with_table, yaml_text
 from dytrack_ros.ros.parameters import PARAMS, SPECS, descriptor_for

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import Point
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage
 
 from dytrack_ros.msg import TrackedTarget
 from dytrack_ros.ros.launcher import NodeProcess, ros_args, wait_for
@@ -106,9 +106,8 @@ def _detection(vm, box, score, class_id, det_id):
 
 
 def test_detections_out_and_init_from_a_detector(rig, tiny_dytrack_file, sequence, vision_msgs_prefix, tmp_path):
-    from vision_standin import vision_env
-
     import vision_msgs.msg as vm
+    from vision_standin import vision_env
 
     frames, gt = sequence
     params = {"model_path": str(tiny_dytrack_file), "init_class_ids": "person,dog", "init_min_score": 0.4,

@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from vanish_frames import RETURNS_AT, VISIBLE_UNTIL, vanish_frames
 
 from dytrack_ros.msg import TrackedTarget
 from dytrack_ros.ros.client import time_to_ns
-from vanish_frames import RETURNS_AT, VISIBLE_UNTIL, vanish_frames
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,13 @@ from std_msgs.msg import Header
 from dytrack_ros.config import ConfigError, TrackerConfig
 from dytrack_ros.ros import diagnostics as diag
 from dytrack_ros.ros.frame_buffer import Frame, FrameBuffer
-from dytrack_ros.ros.image_conversion import (ImageConversionError, compressed_to_rgb, image_to_rgb,
-                                              rgb_to_compressed, rgb_to_image)
+from dytrack_ros.ros.image_conversion import (
+    ImageConversionError,
+    compressed_to_rgb,
+    image_to_rgb,
+    rgb_to_compressed,
+    rgb_to_image,
+)
 from dytrack_ros.ros.parameters import PARAMS, descriptor_for, tracker_config_with
 
 RGB = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
