@@ -85,8 +85,10 @@ def plot(results, path: Path) -> None:
         if isinstance(r, str):
             continue
         for row in exit_rows(r):
-            ax.bar(xs, row.median, color="tab:blue" if backend == "torch" else "tab:orange", alpha=0.5 + 0.5 * (row.pct_of_full / 100))
-            labels.append(f"{arch}\n{'ort' if backend == 'onnxruntime' else backend} L{row.name.split('layer ')[1].split('/')[0]}")
+            ax.bar(xs, row.median, color="tab:blue" if backend == "torch" else "tab:orange",
+                   alpha=0.5 + 0.5 * (row.pct_of_full / 100))
+            labels.append(f"{arch}\n{'ort' if backend == 'onnxruntime' else backend} "
+                          f"L{row.name.split('layer ')[1].split('/')[0]}")
             xs += 1
         xs += 0.5
     ax.set_ylabel("median inference ms (CPU)")

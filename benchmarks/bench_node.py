@@ -15,8 +15,8 @@ node running in its own process, over the shared-memory Fast DDS profile
 --default-settings: what a user gets without any hand-made environment: the camera (640x480 rgb8 at --rate Hz,
 reliable or best_effort, Fast DDS defaults) in its own process, the node started with no QoS or DDS arguments,
 with its camera DDS profile (config/fastdds_camera.xml, applied by the entry point) and without it
-(DYTRACK_DDS_PROFILE=none); processed rate against min(camera rate, tracker capacity = 1000 / (tracker ms + node overhead ms per frame,
-medians measured in the node)).
+(DYTRACK_DDS_PROFILE=none); processed rate against min(camera rate, tracker capacity = 1000 / (tracker ms + node
+overhead ms per frame, medians measured in the node)).
 """
 from __future__ import annotations
 

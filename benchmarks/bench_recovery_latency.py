@@ -92,7 +92,8 @@ def main() -> None:
         rows.append({"mode": m, "frames": len(v), "p50_ms": float(np.median(v)), "p95_ms": float(np.percentile(v, 95)),
                      "max_ms": float(v.max()), "max_over_normal_max": float(v.max() / ref),
                      "p50_over_normal_p50": float(np.median(v) / np.median(times["normal (full depth)"])),
-                     "p95_over_normal_p95": float(np.percentile(v, 95) / np.percentile(times["normal (full depth)"], 95))})
+                     "p95_over_normal_p95": float(np.percentile(v, 95)
+                                                  / np.percentile(times["normal (full depth)"], 95))})
     print(f"{'mode':24s} {'frames':>6s} {'p50':>7s} {'p95':>7s} {'max':>7s} {'p50 ratio':>10s} {'p95 ratio':>10s} "
           f"{'max ratio':>10s}   (ratios: to normal full depth)")
     for r in rows:

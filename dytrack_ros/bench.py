@@ -101,7 +101,8 @@ def synthetic_frame(frame_size: tuple[int, int], seed: int = 0) -> tuple[np.ndar
 
 # --- preprocessing -------------------------------------------------------------------
 
-def preprocess_breakdown(frame: np.ndarray, box, factor: float, size: int, iters: int, warmup: int) -> dict[str, list[float]]:
+def preprocess_breakdown(frame: np.ndarray, box, factor: float, size: int, iters: int,
+                         warmup: int) -> dict[str, list[float]]:
     """ms of the product's own preprocessing steps (crop/pad, resize, normalise) and of the whole."""
     from .tracker.preprocess import crop_square, normalize, resize_square, sample_target
 
@@ -157,8 +158,8 @@ def create_backend(model: str | Path | None, arch: str | None, options: RuntimeO
 
 # --- the benchmark -------------------------------------------------------------------------
 
-def bench_backend(backend: Backend, arch: str, frame_size: tuple[int, int] = (640, 480), iters: int = 20, warmup: int = 3,
-                  threads: int | None = None, progress: bool = True) -> BenchResult:
+def bench_backend(backend: Backend, arch: str, frame_size: tuple[int, int] = (640, 480), iters: int = 20,
+                  warmup: int = 3, threads: int | None = None, progress: bool = True) -> BenchResult:
     """Measure preprocessing, inference to every exit, postprocessing and the full track() step."""
     from tqdm import tqdm
 

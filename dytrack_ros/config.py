@@ -106,7 +106,8 @@ class ModelConfig:
             raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         for size_key in ("template_size", "search_size"):
             if getattr(self, size_key) % self.patch_size:
-                raise ConfigError(f"{size_key} {getattr(self, size_key)} is not a multiple of patch_size {self.patch_size}")
+                raise ConfigError(f"{size_key} {getattr(self, size_key)} is not a multiple of "
+                                  f"patch_size {self.patch_size}")
         if self.head_channels % 8:
             raise ConfigError(f"head_channels must be a multiple of 8, got {self.head_channels}")
         if any(not 0 <= i < self.depth for i in self.ce_loc):
@@ -117,7 +118,8 @@ class ModelConfig:
             if list(self.exit_layers) != sorted(set(self.exit_layers)):
                 raise ConfigError(f"exit_layers must be strictly increasing, got {self.exit_layers}")
             if self.exit_layers[0] < 1 or self.exit_layers[-1] != self.depth:
-                raise ConfigError(f"exit_layers are 1-based and the last must equal depth={self.depth}, got {self.exit_layers}")
+                raise ConfigError(f"exit_layers are 1-based and the last must equal depth={self.depth}, "
+                                  f"got {self.exit_layers}")
             if self.ce_loc:
                 raise ConfigError("candidate elimination cannot be combined with exits (DyTrack runs without CE)")
         if self.exit_thresholds:

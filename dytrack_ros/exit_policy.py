@@ -119,7 +119,8 @@ class ExitPolicy:
         q = np.asarray(pred_ious, dtype=np.float64)
         if q.ndim != 2 or q.shape[1] != self.num_stages:
             raise ExitPolicyError(f"expected predicted IoUs of shape (frames, {self.num_stages}), got {q.shape}")
-        passed = q >= np.asarray(self.thresholds, dtype=np.float64)[None, :] if self.num_exits else np.ones_like(q, bool)
+        passed = (q >= np.asarray(self.thresholds, dtype=np.float64)[None, :] if self.num_exits
+                  else np.ones_like(q, bool))
         passed[:, -1] = True
         return passed.argmax(axis=1)
 

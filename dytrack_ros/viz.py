@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 
 # BGR-free: colours are RGB because frames in the core are RGB.
-STATUS_COLOURS = {"tracking": (40, 200, 40), "uncertain": (240, 180, 0), "lost": (230, 40, 40), "searching": (200, 40, 200),
-                  "redetected": (40, 200, 220), "idle": (160, 160, 160)}
+STATUS_COLOURS = {"tracking": (40, 200, 40), "uncertain": (240, 180, 0), "lost": (230, 40, 40),
+                  "searching": (200, 40, 200), "redetected": (40, 200, 220), "idle": (160, 160, 160)}
 
 
 def draw_result(frame_rgb: np.ndarray, box_xywh, status: str, score: float, exit_layer: int, num_layers: int,
@@ -42,5 +42,6 @@ def format_histogram(counts: Counter, total_layers: int) -> str:
     lines = []
     for layer in sorted(counts):
         share = counts[layer] / n
-        lines.append(f"  layer {layer:>2}/{total_layers}: {counts[layer]:>6} frames {share:6.1%} {'#' * int(round(share * 40))}")
+        lines.append(f"  layer {layer:>2}/{total_layers}: {counts[layer]:>6} frames {share:6.1%} "
+                     f"{'#' * int(round(share * 40))}")
     return "\n".join(lines)

@@ -8,7 +8,8 @@ import pytest
 from dytrack_ros.cli import main as cli_main
 
 
-@pytest.mark.parametrize("backend", ["torch", pytest.param("onnxruntime", marks=pytest.mark.slow)])  # ONNX export: seconds
+# ONNX export: seconds
+@pytest.mark.parametrize("backend", ["torch", pytest.param("onnxruntime", marks=pytest.mark.slow)])
 def test_bench_reports_every_exit_and_writes_json(backend, tmp_path, capsys):
     out = tmp_path / "bench.json"
     argv = ["bench", "--arch", "dytrack_tiny", "--backend", backend, "--iters", "2", "--warmup", "1",

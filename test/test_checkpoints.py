@@ -32,7 +32,8 @@ from dytrack_ros.model_io.model_file import load_model_file, save_model_file
 from dytrack_ros.model_io.official import CeUndetectedWarning, OfficialCheckpointError, load_official_checkpoint
 from dytrack_ros.model_io.safe_pickle import CheckpointError, InertObject, UnsafeCheckpointError, safe_load
 
-_spec = importlib.util.spec_from_file_location("ostrack_reference", Path(__file__).parent / "reference" / "ostrack_reference.py")
+_spec = importlib.util.spec_from_file_location("ostrack_reference",
+                                               Path(__file__).parent / "reference" / "ostrack_reference.py")
 ref = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ref)
 
@@ -57,7 +58,8 @@ def official_repo_modules(extra: dict[str, dict] | None = None):
 
     cls("lib.train.admin.settings", "Settings")
     cls("lib.train.admin.local", "EnvironmentSettings")
-    cls("lib.train.admin.stats", "AverageMeter", {"__init__": lambda self: self.__dict__.update(val=0, avg=0.0, sum=0, count=0)})
+    cls("lib.train.admin.stats", "AverageMeter",
+        {"__init__": lambda self: self.__dict__.update(val=0, avg=0.0, sum=0, count=0)})
     cls("lib.train.admin.stats", "StatValue", {"__init__": lambda self: self.__dict__.update(val=0, history=[])})
     for module, attrs in (extra or {}).items():
         for k, v in attrs.items():
@@ -213,7 +215,8 @@ def test_compresstracker_training_checkpoint_drops_teacher_copies(tmp_path):
     assert report.used_keys == 146 - 2 and report.config.depth == 4
     ours = model.state_dict()
     for i in range(4):  # the student's weights, not the teacher's block i
-        assert torch.equal(ours[f"backbone.blocks.{i}.mlp.fc1.weight"], sd[f"backbone.distill_blocks.{i}.mlp.fc1.weight"])
+        assert torch.equal(ours[f"backbone.blocks.{i}.mlp.fc1.weight"],
+                           sd[f"backbone.distill_blocks.{i}.mlp.fc1.weight"])
     assert torch.equal(ours["box_head.conv5_ctr.weight"], sd["box_head.conv5_ctr.weight"])
 
 
@@ -345,8 +348,8 @@ def test_convert_cli_reports_detection_and_warnings(tmp_path, sd12, capsys):
 # --------------------------------------------------------------------------- our file format round trip
 def test_round_trip_to_model_file_gives_identical_outputs(tmp_path):
     sd = ref.random_official_state_dict(2, depth=12, dim=64, head_channels=32)
-    model, report = load_official_checkpoint(write_trainer_checkpoint(tmp_path / "ce.pth.tar", sd, config_name=CE_EXPERIMENT),
-                                             ce=True, num_heads=2)
+    model, report = load_official_checkpoint(
+        write_trainer_checkpoint(tmp_path / "ce.pth.tar", sd, config_name=CE_EXPERIMENT), ce=True, num_heads=2)
     out_path = save_model_file(model, tmp_path / "converted.safetensors", info={"source": "ce.pth.tar"})
     again, info = load_model_file(out_path)
     assert again.cfg == model.cfg and info == {"source": "ce.pth.tar"}

@@ -186,7 +186,8 @@ def test_cross_check_against_got10k_toolkit():
     gmetrics, gotb = _ensure_got10k()
     rng = np.random.default_rng(0)
     n = 300
-    gt = np.column_stack([rng.integers(0, 400, n), rng.integers(0, 300, n), rng.integers(5, 120, n), rng.integers(5, 120, n)]).astype(float)
+    gt = np.column_stack([rng.integers(0, 400, n), rng.integers(0, 300, n),
+                          rng.integers(5, 120, n), rng.integers(5, 120, n)]).astype(float)
     pred = gt + np.column_stack([rng.normal(0, 15, (n, 2)), rng.normal(0, 10, (n, 2))])
     pred[:, 2:] = np.clip(pred[:, 2:], 1, None)
     pred_int = np.round(pred)

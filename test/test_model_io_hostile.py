@@ -35,7 +35,8 @@ from dytrack_ros.model_io.model_file import ModelFileError, load_model_file, sav
 from dytrack_ros.model_io.official import OfficialCheckpointError, load_official_checkpoint
 from dytrack_ros.model_io.safe_pickle import CheckpointError, describe, safe_load
 
-_spec = importlib.util.spec_from_file_location("ostrack_reference", Path(__file__).parent / "reference" / "ostrack_reference.py")
+_spec = importlib.util.spec_from_file_location("ostrack_reference",
+                                               Path(__file__).parent / "reference" / "ostrack_reference.py")
 ref = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ref)
 
@@ -223,7 +224,8 @@ def test_probe_measures_growth(probe):
 def test_storage_claiming_more_than_its_record_is_refused(tmp_path):
     path = torch_zip(tmp_path / "lie.pth", torch_pickle({"w": _TensorRef(_StorageRef("0", 1 << 28), (1 << 28,))}),
                      records={"0": bytes(64)})
-    with pytest.raises(CheckpointError, match=r"claims 268435456 elements \(1073741824 bytes\) but its record holds 64"):
+    with pytest.raises(CheckpointError,
+                       match=r"claims 268435456 elements \(1073741824 bytes\) but its record holds 64"):
         safe_load(path)
 
 
@@ -254,7 +256,8 @@ def test_legacy_storage_claim_is_bounded_by_the_file(tmp_path):
     torch.save({"w": torch.ones(4)}, path, _use_new_zipfile_serialization=False)
     data = path.read_bytes()
     # the storage's numel in the pickled persistent id ('storage', type, key, 'cpu', 4, None): 4 -> 2**40
-    patched, n = re.subn(rb"(X\x03\x00\x00\x00cpuq.)K\x04N", lambda m: m.group(1) + pickle.dumps(2 ** 40, 2)[2:-1] + b"N",
+    patched, n = re.subn(rb"(X\x03\x00\x00\x00cpuq.)K\x04N",
+                         lambda m: m.group(1) + pickle.dumps(2 ** 40, 2)[2:-1] + b"N",
                          data, flags=re.DOTALL)
     assert n == 1
     path.write_bytes(patched)

@@ -14,7 +14,8 @@ import torch
 
 from dytrack_ros.model import create_model, get_config
 
-_spec = importlib.util.spec_from_file_location("ostrack_reference", Path(__file__).parent / "reference" / "ostrack_reference.py")
+_spec = importlib.util.spec_from_file_location("ostrack_reference",
+                                               Path(__file__).parent / "reference" / "ostrack_reference.py")
 ref = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ref)
 
@@ -76,7 +77,8 @@ def test_ce_variant_has_identical_keys_and_official_ce_setting(layouts):
 
 
 def test_ce_token_counts_follow_keep_ratio():
-    """256 -> 180 -> 126 -> 89 search tokens (keep ratio 0.7 at layers 3/6/9, ceil), checked on a narrow 12-block model."""
+    """256 -> 180 -> 126 -> 89 search tokens (keep ratio 0.7 at layers 3/6/9, ceil), checked on a narrow 12-block
+    model."""
     import math
 
     lens = [256]

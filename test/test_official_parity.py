@@ -21,7 +21,8 @@ from dytrack_ros.config import TrackerConfig
 from dytrack_ros.model_io.official import build_from_state_dict, load_official_checkpoint
 from dytrack_ros.tracker import Tracker
 
-_spec = importlib.util.spec_from_file_location("ostrack_reference", Path(__file__).parent / "reference" / "ostrack_reference.py")
+_spec = importlib.util.spec_from_file_location("ostrack_reference",
+                                               Path(__file__).parent / "reference" / "ostrack_reference.py")
 ref = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ref)
 
@@ -77,7 +78,8 @@ def test_parity_check_detects_wrong_ce_semantics(small_models, small_sd):
     with torch.no_grad():
         ours = small_models[1](z, x)
     wrong = {
-        "all template queries instead of the centre token": ref.reference_forward(small_sd, z, x, HEADS, CE_LOC, 0.7, None),
+        "all template queries instead of the centre token": ref.reference_forward(small_sd, z, x, HEADS, CE_LOC, 0.7,
+                                                                                  None),
         "no candidate elimination": ref.reference_forward(small_sd, z, x, HEADS),
         "CE at other blocks": ref.reference_forward(small_sd, z, x, HEADS, (2, 5, 8), 0.7, ref.ctr_point_mask(8)),
     }

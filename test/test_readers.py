@@ -30,7 +30,8 @@ def _got_seq(folder: Path, n: int, sep: str = ",", trailing_newline: bool = True
     if labels:
         (folder / "absence.label").write_text("\n".join(["0"] * (n - 1) + ["1"]) + "\n")
         (folder / "cover.label").write_text("\n".join(["8", "0"] + ["5"] * (n - 2)) + "\n")
-        (folder / "meta_info.ini").write_text("[METAINFO]\nobject_class: cat\nresolution: (32, 24)\nattributes: fast_motion, out_of_view\n")
+        (folder / "meta_info.ini").write_text("[METAINFO]\nobject_class: cat\nresolution: (32, 24)\n"
+                                              "attributes: fast_motion, out_of_view\n")
     return gt
 
 
@@ -151,7 +152,8 @@ def test_otb_separators_multi_target_and_late_start(tmp_path):
 
 
 def test_trackingnet_unpadded_zero_based_frames(tmp_path):
-    for chunk, video, n, full in (("TRAIN_0", "vidA", 12, True), ("TRAIN_1", "vidB", 3, True), ("TEST", "vidT", 11, False)):
+    for chunk, video, n, full in (("TRAIN_0", "vidA", 12, True), ("TRAIN_1", "vidB", 3, True),
+                                  ("TEST", "vidT", 11, False)):
         _write_frames(tmp_path / chunk / "frames" / video, [f"{i}.jpg" for i in range(n)])
         gt = _boxes(n if full else 1)
         (tmp_path / chunk / "anno").mkdir(parents=True, exist_ok=True)

@@ -98,7 +98,8 @@ def test_status_thresholds_drive_uncertain_then_lost(tiny_dytrack_file, square_s
     t = Tracker.from_model(tiny_dytrack_file, config=cfg)
     t.initialize(frames[0], gts[0])
     statuses = [t.track(f).status for f in frames[1:6]]
-    assert statuses == [TrackStatus.UNCERTAIN, TrackStatus.UNCERTAIN, TrackStatus.LOST, TrackStatus.LOST, TrackStatus.LOST]
+    assert statuses == [TrackStatus.UNCERTAIN, TrackStatus.UNCERTAIN, TrackStatus.LOST, TrackStatus.LOST,
+                        TrackStatus.LOST]
     # thresholds at 0 -> always tracking; changing the config at runtime takes effect immediately
     t.set_config(TrackerConfig(uncertain_threshold=0.0, lost_threshold=0.0, recovery=False))
     assert t.track(frames[6]).status is TrackStatus.TRACKING

@@ -109,8 +109,9 @@ def test_calibrate_cli(model, toy, tmp_path):
     root, _ = toy
     src = save_model_file(model, tmp_path / "m.safetensors")
     out = tmp_path / "m_cal.safetensors"
-    p = subprocess.run([sys.executable, "-m", "dytrack_ros.cli", "calibrate", str(src), "--data", f"got10k:{root}:train",
-                        "--target-depth", "3", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-m", "dytrack_ros.cli", "calibrate", str(src),
+                        "--data", f"got10k:{root}:train", "--target-depth", "3", "--out", str(out)],
+                       cwd=REPO, capture_output=True, text=True,
                        timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert p.returncode == 0, p.stderr
     _, info = read_metadata(out)

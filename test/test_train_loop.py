@@ -62,11 +62,11 @@ def test_a_few_steps_reduce_the_loss(toy_root, tmp_path):
 def test_resume_is_exact(toy_root, tmp_path):
     """4 steps straight == 2 steps + resume + 2 steps (crossing an epoch end and an LR drop)."""
     full = train(_cfg(toy_root, optim__max_steps=4), tmp_path / "a", progress=False)
-    part = train(_cfg(toy_root, optim__max_steps=2), tmp_path / "b", progress=False)
+    train(_cfg(toy_root, optim__max_steps=2), tmp_path / "b", progress=False)
     ckpt = load_checkpoint(tmp_path / "b" / "checkpoints" / "latest.pt")
     assert (ckpt["epoch"], ckpt["position"], ckpt["step"]) == (0, 8, 2)
-    rest = train(_cfg(toy_root, optim__max_steps=4), tmp_path / "b", resume=tmp_path / "b" / "checkpoints" / "latest.pt",
-                 progress=False)
+    rest = train(_cfg(toy_root, optim__max_steps=4), tmp_path / "b",
+                 resume=tmp_path / "b" / "checkpoints" / "latest.pt", progress=False)
     assert rest.step == 4 and rest.epoch == 1
     a, b = full.model.state_dict(), rest.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -130,7 +130,8 @@ def test_two_process_gloo_ddp_keeps_ranks_identical(toy_root, tmp_path):
     from dytrack_ros.model import create_model
 
     init = create_model("dytrack_tiny").state_dict()
-    assert any(not torch.equal(init[k], r0[k]) for k in ("backbone.blocks.0.attn.qkv.weight", "box_head.conv5_ctr.weight"))
+    assert any(not torch.equal(init[k], r0[k])
+               for k in ("backbone.blocks.0.attn.qkv.weight", "box_head.conv5_ctr.weight"))
     assert load_checkpoint(tmp_path / "checkpoints" / "latest.pt")["world_size"] == 2
 
 

@@ -1,4 +1,5 @@
-"""Training objectives behind the registry: same numbers as the single-function loop, clear errors, new methods plug in."""
+"""Training objectives behind the registry: same numbers as the single-function loop, clear errors, new methods
+plug in."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -81,7 +82,8 @@ def _case(tmp: Path, name: str) -> TrainConfig:
     if name == "ostrack":
         return _cfg(tmp, "ostrack", model={"name": "ostrack_tiny"})
     if name == "ostrack_ce":
-        return _cfg(tmp, "ostrack", model={"name": "ostrack_tiny", "overrides": {"ce_loc": [1, 2], "ce_keep_ratio": 0.7}})
+        return _cfg(tmp, "ostrack",
+                    model={"name": "ostrack_tiny", "overrides": {"ce_loc": [1, 2], "ce_keep_ratio": 0.7}})
     if name == "dytrack":
         return _cfg(tmp, "dytrack", model={"name": "dytrack_tiny"})
     return _cfg(tmp, "compress", compress={"teacher": str(tmp / "teacher.safetensors"), "student_depth": 2})

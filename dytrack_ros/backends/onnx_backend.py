@@ -128,7 +128,8 @@ class OnnxBackend(Backend):
             self.sessions.append(sess)
         expected_stages = len(cfg.exit_layers) if cfg.has_exits else 1
         if len(self.sessions) != expected_stages:
-            raise BackendError(f"{path.name}: {len(self.sessions)} stage graph(s) but the model has {expected_stages} stage(s)")
+            raise BackendError(f"{path.name}: {len(self.sessions)} stage graph(s) "
+                               f"but the model has {expected_stages} stage(s)")
         self._check_io()
         self._bind_buffers()
         if self._int8_dir is not None:  # the sessions hold the quantised graphs in memory

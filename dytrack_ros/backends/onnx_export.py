@@ -314,5 +314,6 @@ def parity_report(model: TrackerNet, onnx_path: str | Path, seed: int = 1) -> li
 
 
 __all__ = ["EXPORT_PRECISIONS", "FP16_PARITY_ATOL", "ort_stage_outputs",
-           "FORMAT", "DEFAULT_OPSET", "stage_file_names", "stage_io_names", "PARITY_ATOL", "OnnxExportError", "StageGraph", "export_onnx", "parity_report",
+           "FORMAT", "DEFAULT_OPSET", "stage_file_names", "stage_io_names", "PARITY_ATOL", "OnnxExportError",
+           "StageGraph", "export_onnx", "parity_report",
            "example_inputs", "torch_stage_outputs"]

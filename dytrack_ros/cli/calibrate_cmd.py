@@ -23,7 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-sequences", type=int, default=20)
     p.add_argument("--out", default=None, help="output model file (default: overwrite MODEL)")
     d = RuntimeOptions()
-    p.add_argument("--device", default=d.device, help="device the model runs on while calibrating (default: %(default)s)")
+    p.add_argument("--device", default=d.device,
+                   help="device the model runs on while calibrating (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for inference (default: the runtime's); latency targets are measured with them")
     p.set_defaults(func=run)

@@ -29,7 +29,8 @@ def parse_floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
 
 
-def add_model_options(p: argparse.ArgumentParser, model_help: str = "", threads_help: str = "") -> argparse._ArgumentGroup:
+def add_model_options(p: argparse.ArgumentParser, model_help: str = "",
+                      threads_help: str = "") -> argparse._ArgumentGroup:
     """--model/--backend/--device/--precision/--threads/--exit-thresholds/--ce, with the defaults of
     :class:`RuntimeOptions`; turn the parsed values into options with :func:`runtime_options_from_args`."""
     d = RuntimeOptions()
@@ -40,7 +41,8 @@ def add_model_options(p: argparse.ArgumentParser, model_help: str = "", threads_
     g.add_argument("--backend", default=d.backend, choices=[AUTO_BACKEND] + available_backends(),
                    help="inference backend; 'auto' picks it from the model file suffix (default: %(default)s)")
     g.add_argument("--device", default=d.device, help="device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
-    g.add_argument("--precision", default=d.precision, choices=PRECISIONS, help="compute precision (default: %(default)s)")
+    g.add_argument("--precision", default=d.precision, choices=PRECISIONS,
+                   help="compute precision (default: %(default)s)")
     g.add_argument("--threads", type=int, default=None,
                    help=threads_help or f"CPU threads for inference (default: {d.threads} = the runtime's default, "
                                         "one per core)")

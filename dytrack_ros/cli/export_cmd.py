@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise BackendError(f"cannot read {args.model.name}: {exc}") from exc
         net.eval()
-        stages = "1 graph" if net.num_stages == 1 else f"{net.num_stages} stage graphs (exits after layers {list(net.cfg.exit_layers)})"
+        stages = ("1 graph" if net.num_stages == 1
+                  else f"{net.num_stages} stage graphs (exits after layers {list(net.cfg.exit_layers)})")
         print(f"exporting {args.model} ({net.cfg.name}) to {out}: {stages}, {graph_precision}, opset {args.opset}")
         paths = export_onnx(net, out, opset=args.opset, simplify=args.simplify, model_name=name,
                             precision=graph_precision)

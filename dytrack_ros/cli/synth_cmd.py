@@ -25,9 +25,11 @@ def add_parser(sub) -> None:
                     "occlusion, out-of-view periods and distractors depending on --preset. Written in GOT-10k "
                     "layout (OUT/<split>/list.txt, <seq>/00000001.jpg..., groundtruth.txt, absence.label, "
                     "cover.label, cut_by_image.label, meta_info.ini); read it back with --format got10k. "
-                    "Deterministic in (--seed, --preset, sequence number, photos). Re-running skips finished sequences.")
+                    "Deterministic in (--seed, --preset, sequence number, photos). "
+                    "Re-running skips finished sequences.")
     p.add_argument("--out", required=True, metavar="DIR", help="output dataset root (sequences go to DIR/<split>/)")
-    p.add_argument("--num-sequences", type=int, default=10, metavar="N", help="number of sequences (default: %(default)s)")
+    p.add_argument("--num-sequences", type=int, default=10, metavar="N",
+                   help="number of sequences (default: %(default)s)")
     p.add_argument("--frames", type=int, default=150, metavar="F", help="frames per sequence (default: %(default)s)")
     p.add_argument("--preset", default="medium", choices=sorted(PRESETS),
                    help="difficulty: easy (slow, no occlusion), medium, hard (fast motion, full occlusion, "

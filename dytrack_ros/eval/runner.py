@@ -310,7 +310,8 @@ def run_sequence(tracker: EvalTracker, seq: Sequence, results_dir: Path) -> Sequ
     if reports_status:
         _write_atomic(results_dir / f"{seq.name}_status.txt", "".join(f"{st}\n" for st in statuses))
     _write_atomic(results_dir / f"{seq.name}_time.txt", "".join(f"{t:.6f}\n" for t in times))
-    _write_atomic(results_dir / f"{seq.name}.txt", "".join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in boxes))
+    _write_atomic(results_dir / f"{seq.name}.txt",
+                  "".join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in boxes))
     return SequenceRun(seq.name, n, float(times.sum()), time.perf_counter() - wall0)
 
 

@@ -3,4 +3,5 @@ from .head import CenterHead, decode_boxes
 from .registry import MODEL_CONFIGS, create_model, get_config, list_models
 from .tracker_net import ExitOutput, TrackerNet
 
-__all__ = ["CenterHead", "decode_boxes", "ExitOutput", "TrackerNet", "MODEL_CONFIGS", "create_model", "get_config", "list_models"]
+__all__ = ["CenterHead", "decode_boxes", "ExitOutput", "TrackerNet", "MODEL_CONFIGS", "create_model", "get_config",
+           "list_models"]

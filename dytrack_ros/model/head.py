@@ -6,7 +6,8 @@ from torch import nn
 
 
 def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=True), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=True), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
 
 
 class CenterHead(nn.Module):
@@ -96,7 +97,8 @@ class FusedCenterHead(nn.Module):
             last = nn.Conv2d(3 * c, 6, 1, groups=3)  # channels: ctr, (unused), offset x/y, size w/h
             last.weight.zero_()
             last.bias.zero_()
-            for sl, conv5 in ((slice(0, 1), head.conv5_ctr), (slice(2, 4), head.conv5_offset), (slice(4, 6), head.conv5_size)):
+            for sl, conv5 in ((slice(0, 1), head.conv5_ctr), (slice(2, 4), head.conv5_offset),
+                              (slice(4, 6), head.conv5_size)):
                 last.weight[sl] = conv5.weight
                 last.bias[sl] = conv5.bias
         self.body = nn.Sequential(*layers, last)

@@ -23,7 +23,8 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     "dytrack_small256": ModelConfig(name="dytrack_small256", embed_dim=192, depth=6, num_heads=3, head_channels=64,
                                     exit_layers=(2, 4, 6), exit_thresholds=(0.75, 0.7, 0.0)),
     "dytrack_tiny": ModelConfig(name="dytrack_tiny", embed_dim=64, depth=4, num_heads=2, head_channels=32,
-                                template_size=64, search_size=128, exit_layers=(1, 2, 4), exit_thresholds=(0.8, 0.8, 0.0)),
+                                template_size=64, search_size=128,
+                                exit_layers=(1, 2, 4), exit_thresholds=(0.8, 0.8, 0.0)),
     "ostrack_tiny": ModelConfig(name="ostrack_tiny", embed_dim=64, depth=4, num_heads=2, head_channels=32,
                                 template_size=64, search_size=128),
 }

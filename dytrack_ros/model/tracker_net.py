@@ -104,7 +104,8 @@ class TrackerNet(nn.Module):
             n = len(cfg.exit_layers)
             self.iou_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
             nn.init.trunc_normal_(self.iou_token, std=0.02)
-            self.exit_heads = nn.ModuleList(CenterHead(cfg.embed_dim, cfg.head_channels, cfg.search_feat) for _ in range(n - 1))
+            self.exit_heads = nn.ModuleList(CenterHead(cfg.embed_dim, cfg.head_channels, cfg.search_feat)
+                                            for _ in range(n - 1))
             self.decisioners = nn.ModuleList(Decisioner(cfg.embed_dim, cfg.decision_hidden) for _ in range(n))
             self.recyclers = nn.ModuleList(nn.Linear(cfg.embed_dim, cfg.embed_dim) for _ in range(n - 1))
             for r in self.recyclers:
@@ -112,7 +113,8 @@ class TrackerNet(nn.Module):
                 nn.init.zeros_(r.bias)
         if cfg.ce_loc:
             t = cfg.template_feat
-            centre = [((t - 1) // 2) * t + (t - 1) // 2] if cfg.ce_template_centre else list(range(cfg.num_template_tokens))
+            centre = ([((t - 1) // 2) * t + (t - 1) // 2] if cfg.ce_template_centre
+                      else list(range(cfg.num_template_tokens)))
             self.register_buffer("ce_template_query", torch.tensor(centre, dtype=torch.long), persistent=False)
 
     # Stage structure -------------------------------------------------------

@@ -55,7 +55,8 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
-    def forward_with_query_attention(self, x: torch.Tensor, query_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_with_query_attention(self, x: torch.Tensor,
+                                     query_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention output plus softmax weights of the queries ``query_index``.
 
         Returns (out, attn) with attn of shape (B, heads, len(query_index), N):
@@ -92,8 +93,8 @@ class Block(nn.Module):
         x = x + self._dp(self.attn(self.norm1(x)))
         return x + self._dp(self.mlp(self.norm2(x)))
 
-    def forward_ce(self, x: torch.Tensor, num_template: int, global_index_s: torch.Tensor,
-                   keep_ratio: float, template_query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def forward_ce(self, x: torch.Tensor, num_template: int, global_index_s: torch.Tensor, keep_ratio: float,
+                   template_query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """OSTrack CEBlock: attention, then drop the least-attended search tokens, then MLP.
 
         ``template_query`` are indices of the template tokens whose attention

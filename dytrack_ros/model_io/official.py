@@ -160,7 +160,8 @@ class LoadReport:
         if self.ce_source:
             lines.insert(3, f"CE:         {self.ce_source}")
         if self.dropped_keys:
-            lines.append(f"dropped:    {len(self.dropped_keys)} training-only teacher tensors (ori_*, backbone.blocks.*)")
+            lines.append(f"dropped:    {len(self.dropped_keys)} training-only teacher tensors "
+                         "(ori_*, backbone.blocks.*)")
         if self.stripped_prefix:
             lines.append(f"stripped:   '{self.stripped_prefix}' prefix")
         if self.inert_objects:
@@ -203,7 +204,8 @@ def _strip_module_prefix(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.T
     return sd, None
 
 
-def normalise_keys(sd: dict[str, torch.Tensor], source: str = "checkpoint") -> tuple[dict[str, torch.Tensor], str, list[str], list[str]]:
+def normalise_keys(sd: dict[str, torch.Tensor],
+                   source: str = "checkpoint") -> tuple[dict[str, torch.Tensor], str, list[str], list[str]]:
     """Official key layout -> our names. Returns (tensors, layout, ignored, dropped)."""
     has_distill = any(k.startswith("backbone.distill_blocks.") for k in sd)
     has_blocks = any(k.startswith("backbone.blocks.") for k in sd)
@@ -243,7 +245,8 @@ def infer_config(sd: Mapping[str, torch.Tensor], source: str = "checkpoint", num
     """Architecture from tensor shapes (our key names, after :func:`normalise_keys`)."""
     w = _need(sd, "backbone.patch_embed.proj.weight", source)
     if w.ndim != 4 or w.shape[1] != 3 or w.shape[2] != w.shape[3]:
-        raise OfficialCheckpointError(f"{source}: patch embedding weight has shape {tuple(w.shape)}, expected (D, 3, P, P)")
+        raise OfficialCheckpointError(f"{source}: patch embedding weight has shape {tuple(w.shape)}, "
+                                      "expected (D, 3, P, P)")
     dim, patch = int(w.shape[0]), int(w.shape[2])
     indices = sorted({int(m.group(2)) for k in sd if (m := _BLOCK.match(k))})
     if indices != list(range(len(indices))):
@@ -313,7 +316,8 @@ def build_from_state_dict(sd: dict[str, torch.Tensor], source: str = "checkpoint
     elif ce:
         if cfg.depth != 12:
             raise OfficialCheckpointError(f"{source}: candidate elimination is defined for 12-block OSTrack "
-                                          f"backbones (CE_LOC {list(OFFICIAL_CE_LOC)}); this one has {cfg.depth} blocks")
+                                          f"backbones (CE_LOC {list(OFFICIAL_CE_LOC)}); "
+                                          f"this one has {cfg.depth} blocks")
         cfg = cfg.replace(ce_loc=OFFICIAL_CE_LOC, ce_keep_ratio=OFFICIAL_CE_KEEP_RATIO, ce_template_centre=True)
     cfg = cfg.replace(name=name or variant or _default_name(cfg, layout))
     if cfg.embed_dim % cfg.num_heads:
@@ -371,6 +375,7 @@ def load_official_checkpoint(path: str | Path, variant: str | None = None, *, ce
     return model, report
 
 
-__all__ = ["CeRecord", "CeUndetectedWarning", "KNOWN_TRAINER_CLASSES", "LoadReport", "OFFICIAL_CE_KEEP_RATIO", "OFFICIAL_CE_LOC", "OfficialCheckpointError",
+__all__ = ["CeRecord", "CeUndetectedWarning", "KNOWN_TRAINER_CLASSES", "LoadReport", "OFFICIAL_CE_KEEP_RATIO",
+           "OFFICIAL_CE_LOC", "OfficialCheckpointError",
            "UNUSED_KEYS", "build_from_state_dict", "extract_state_dict", "infer_config", "load_official_checkpoint",
            "normalise_keys", "read_ce_record"]

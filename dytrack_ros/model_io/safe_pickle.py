@@ -527,7 +527,8 @@ def _load_legacy(path: Path) -> tuple[Any, set[str]]:
             raise
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError,
                 RuntimeError, struct.error, MemoryError) as exc:
-            raise CheckpointError(f"{path}: not a torch checkpoint, or a damaged one ({type(exc).__name__}: {exc})") from exc
+            raise CheckpointError(f"{path}: not a torch checkpoint, or a damaged one "
+                                  f"({type(exc).__name__}: {exc})") from exc
     return obj, main.placeholder_names
 
 
@@ -559,5 +560,5 @@ def safe_load(path: str | Path) -> tuple[Any, set[str]]:
         raise type(exc)(f"{path}: {exc}") from None
 
 
-__all__ = ["CheckpointError", "UnsafeCheckpointError", "InertObject", "describe", "RestrictedUnpickler", "SAFE_CALLABLES",
-           "FORBIDDEN_MODULES", "safe_load"]
+__all__ = ["CheckpointError", "UnsafeCheckpointError", "InertObject", "describe", "RestrictedUnpickler",
+           "SAFE_CALLABLES", "FORBIDDEN_MODULES", "safe_load"]

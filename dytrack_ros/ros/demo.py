@@ -39,11 +39,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="init box on the first frame, top-left x, y, width, height in pixels "
                          "(default: the known box of cup.mp4)")
     ap.add_argument("--model", type=Path, default=None, help="model file (default: the shipped default model)")
-    ap.add_argument("--params-file", type=Path, default=None, help="tracker parameter YAML (default: config/tracker.yaml)")
+    ap.add_argument("--params-file", type=Path, default=None,
+                    help="tracker parameter YAML (default: config/tracker.yaml)")
     ap.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: %(default)s)")
     ap.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: whole video)")
     ap.add_argument("--rate", type=float, default=0.0, help="camera rate in Hz (0: the video's fps)")
-    ap.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: from the environment, else 42)")
+    ap.add_argument("--domain-id", type=int, default=None,
+                    help="ROS_DOMAIN_ID (default: from the environment, else 42)")
     return ap.parse_args(argv)
 
 

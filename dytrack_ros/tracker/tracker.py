@@ -87,7 +87,8 @@ def validate_frame(frame) -> np.ndarray:
     if frame.dtype != np.uint8:
         raise TrackerInputError(f"frame must be uint8 RGB (H, W, 3), got dtype {frame.dtype}")
     if frame.ndim != 3 or frame.shape[2] != 3:
-        hint = " (convert greyscale/RGBA to RGB first)" if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 4)) else ""
+        hint = (" (convert greyscale/RGBA to RGB first)"
+                if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 4)) else "")
         raise TrackerInputError(f"frame must have shape (H, W, 3), got {frame.shape}{hint}")
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise TrackerInputError(f"frame is empty: shape {frame.shape}")

@@ -165,7 +165,8 @@ def calibrate(model: TrackerNet | Backend | Tracker, sequences: Seq[Sequence], t
     feasible = [r for r in rows if r[key] <= target + 1e-9]
     if not feasible:
         best = min(rows, key=lambda r: r[key])
-        raise CalibrationError(f"target {key} {target} is unreachable: the most aggressive threshold gives {best[key]:.3f}")
+        raise CalibrationError(f"target {key} {target} is unreachable: "
+                               f"the most aggressive threshold gives {best[key]:.3f}")
     pick = max(feasible, key=lambda r: r["tau"])
     th = list(ExitPolicy.for_model(exit_layers, pick["tau"]).thresholds)
     res = CalibrationResult(th, target_depth, target_latency_ms, pick["depth"], pick["latency_ms"], pick["mean_iou"],

@@ -42,7 +42,8 @@ def init_student_from_teacher(teacher: TrackerNet, student_depth: int) -> tuple[
     """
     if teacher.cfg.has_exits or teacher.cfg.ce_loc:
         raise CompressError("the teacher must be a plain model (no DyTrack exits, no candidate elimination); "
-                            "exit models append an IoU token and recycle features, which the stage mapping does not cover")
+                            "exit models append an IoU token and recycle features, "
+                            "which the stage mapping does not cover")
     stages = stage_division(teacher.cfg.depth, student_depth)
     sources = [end - 1 for _, end in stages]
     cfg = teacher.cfg.replace(depth=student_depth, exit_layers=(), exit_thresholds=(), name=f"ct{student_depth}")
@@ -203,7 +204,8 @@ def export_student(objective_or_student, path, info: dict | None = None):
     """Save the student alone as a plain N-layer model file (no teacher weights)."""
     from ..model_io.model_file import save_model_file
 
-    student = objective_or_student.model if isinstance(objective_or_student, CompressObjective) else objective_or_student
+    student = (objective_or_student.model if isinstance(objective_or_student, CompressObjective)
+               else objective_or_student)
     return save_model_file(student, path, info=info)
 
 

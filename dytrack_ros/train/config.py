@@ -73,7 +73,8 @@ class OptimConfig:
     max_steps: int = 0  # stop after this many optimiser steps (0 = run all epochs)
     amp: bool = True  # mixed precision, CUDA only
     drop_path: float = 0.1
-    # optional candidate-elimination keep-rate warm-up (OSTrack-CE): 1.0 until ce_start, cosine to the model's ratio at ce_end
+    # optional candidate-elimination keep-rate warm-up (OSTrack-CE): 1.0 until ce_start,
+    # cosine to the model's ratio at ce_end
     ce_warmup_start: int = 20
     ce_warmup_end: int = 100
 

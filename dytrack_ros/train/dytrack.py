@@ -90,7 +90,8 @@ def _model_overrides(d: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in (d or {}).items()}
 
 
-def tracking_loss(out, gt_xyxy: torch.Tensor, heatmap: torch.Tensor, cfg: LossConfig) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def tracking_loss(out, gt_xyxy: torch.Tensor, heatmap: torch.Tensor,
+                  cfg: LossConfig) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(weighted loss, per-sample IoU, parts) for one exit output."""
     pred = cxcywh_to_xyxy(decode_boxes(out.score_map.float(), out.size_map.float(), out.offset_map.float()))
     g, iou = giou_loss(pred, gt_xyxy)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 BRANCHES = ("ctr", "offset", "size")
 
 
-# --------------------------------------------------------------------------- key layout (official OSTrack / CompressTracker state dicts)
+# ---------------------------------------------------------- key layout (official OSTrack / CompressTracker state dicts)
 def official_shapes(dim: int = 768, depth: int = 12, mlp_ratio: int = 4, patch: int = 16, template: int = 128,
                     search: int = 256, head_channels: int = 256, distill: bool = False) -> "OrderedDict[str, tuple]":
     """Key -> shape of an official OSTrack (``distill=False``) or CompressTracker test model state dict."""
@@ -167,7 +167,8 @@ def _head(sd, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 def reference_forward(sd, template: torch.Tensor, search: torch.Tensor, num_heads: int, ce_loc=(),
                       keep_ratio: float = 0.7, box_mask_z: torch.Tensor | None = None):
     """(score_map, size_map, offset_map) of the official OSTrack forward on official-key weights ``sd``."""
-    blocks = "backbone.distill_blocks" if any(k.startswith("backbone.distill_blocks.") for k in sd) else "backbone.blocks"
+    blocks = ("backbone.distill_blocks" if any(k.startswith("backbone.distill_blocks.") for k in sd)
+              else "backbone.blocks")
     depth = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith(blocks + "."))
     w, bias = sd["backbone.patch_embed.proj.weight"], sd["backbone.patch_embed.proj.bias"]
     patch = w.shape[-1]

@@ -180,7 +180,8 @@ def test_given_arguments_become_typed_parameters():
     rules = dict(a.split(":=", 1) for a in args[1::2])
     assert args[0::2] == ["-p"] * 6
     # words the ROS parameter parser reads as booleans stay strings
-    assert parameter_override_args({"device": "on", "model_path": "y"}) == ["-p", 'device:="on"', "-p", 'model_path:="y"']
+    assert parameter_override_args({"device": "on", "model_path": "y"}) == ["-p", 'device:="on"',
+                                                                            "-p", 'model_path:="y"']
     assert {k: yaml.safe_load(v) for k, v in rules.items()} == {
         "model_path": "123", "expected_rate": 30.0, "publish_debug_image": False, "exit_thresholds": [0.5, 0.0],
         "cpu_threads": 2, "device": "cuda:0"}
