@@ -31,6 +31,9 @@ ARGUMENTS = [
     DeclareLaunchArgument("camera_topic", default_value="/camera/image_raw",
                           description="sensor_msgs/Image topic of the camera (its /compressed sub-topic "
                                       "is used when transport:=compressed)"),
+    DeclareLaunchArgument("camera_info_topic", default_value="",
+                          description="sensor_msgs/CameraInfo topic of the camera, republished on ~/camera_info "
+                                      "when publish_camera_info:=true. Empty: camera_info next to camera_topic"),
     DeclareLaunchArgument("namespace", default_value="",
                           description="Namespace of the tracker node (one per camera)"),
     DeclareLaunchArgument("node_name", default_value="tracker_node", description="Name of the tracker node"),
@@ -64,16 +67,25 @@ def _tracker_node(context):
     overrides = node_parameter_overrides(given)
     parameters = [LaunchConfiguration("config")] + ([overrides] if overrides else [])
     env = {DDS_PROFILE_ENV: given["dds_profile"]} if given.get("dds_profile") else {}
+    camera_info = given.get("camera_info_topic") or _sibling(given.get("camera_topic", "/camera/image_raw"),
+                                                             "camera_info")
     node = Node(
         package="dytrack_ros", executable="tracker_node", name=LaunchConfiguration("node_name"),
         namespace=LaunchConfiguration("namespace"), output="screen", emulate_tty=True,
         parameters=parameters,
         remappings=[("image", LaunchConfiguration("camera_topic")),
-                    ("image/compressed", [LaunchConfiguration("camera_topic"), "/compressed"])],
+                    ("image/compressed", [LaunchConfiguration("camera_topic"), "/compressed"]),
+                    ("camera_info", camera_info)],
         ros_arguments=["--log-level", LaunchConfiguration("log_level")],
         additional_env=env,
     )
     return [*(LogInfo(msg=m) for m in deprecation_messages(given)), node, *_rviz(given)]
+
+
+def _sibling(topic: str, name: str) -> str:
+    """``name`` in the namespace of ``topic``: /camera/color/image_raw -> /camera/color/camera_info."""
+    head = topic.rstrip("/").rsplit("/", 1)[0] if "/" in topic.strip("/") else ""
+    return f"{head}/{name}" if topic.startswith("/") or head else name
 
 
 def _rviz(given) -> list:

@@ -121,7 +121,7 @@ class NodeExtras:
     def _idle_debug(self) -> None:
         node = self.node
         rate = float(self._param("debug_image_idle_rate"))
-        if rate <= 0 or self._debug is None or node.tracker.initialized:
+        if rate <= 0 or self._debug is None or not node._active or node.tracker is None or node.tracker.initialized:
             return
         if not (node._publish_debug or self._debug.get_subscription_count() > 0):
             return
@@ -143,6 +143,9 @@ class NodeExtras:
     def _init_box(self, box, stamp, source: str) -> bool:
         from ..srv import InitTarget
 
+        if not self.node._active:  # inactive: no input is processed
+            return False
+
         req = InitTarget.Request(x=float(box[0]), y=float(box[1]), width=float(box[2]), height=float(box[3]))
         if stamp is not None:
             req.stamp = stamp
@@ -162,7 +165,7 @@ class NodeExtras:
         self._init_box(box, None, f"click init {tuple(round(v) for v in box)}")
 
     def _on_init_detections(self, arr) -> None:
-        if not self._param("init_from_detections"):
+        if not self._param("init_from_detections") or not self.node._active:
             return
         status = self._target_status if self.node.tracker.initialized else "idle"
         if status != "idle" and not (status in LOST_STATUSES and self._param("init_detections_while_lost")):
@@ -176,7 +179,7 @@ class NodeExtras:
                                         f"score {pick.score:.2f})")
 
     def _on_camera_info(self, info) -> None:
-        if self._param("publish_camera_info"):
+        if self.node._active and self._param("publish_camera_info"):
             self.info_pub.publish(info)
 
 

@@ -60,6 +60,8 @@ VIEWERS = "initialisation from detections and clicks, viewers"
 
 # Order: the generated YAML and README follow it (ros2 param list sorts anyway).
 PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("autostart", True, "Configure and activate the (lifecycle) node at start-up. false: it waits "
+              "unconfigured for ~/change_state (ros2 lifecycle set, a lifecycle manager).", MODEL, read_only=True),
     ParamSpec("model_path", "", "Model file (.safetensors, .onnx, official .pth). Empty: the shipped default "
               "models/dytrack_small.safetensors.", MODEL, read_only=True),
     ParamSpec("backend", _RUNTIME_DEFAULTS.backend, "Inference backend; auto picks it from the model file suffix.",

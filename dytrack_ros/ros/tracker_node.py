@@ -6,6 +6,17 @@ the init/reset services or parameter changes, nor build a backlog of frames.
 - worker thread: takes the newest frame, runs the tracker, publishes;
 - services, parameters, diagnostics timer (another callback group) on a MultiThreadedExecutor.
 One lock guards the tracker state, so a re-init never interleaves with a track step.
+
+Managed (lifecycle) node, driven through the standard ~/change_state service (`ros2 lifecycle set`):
+- configure: reads and checks the parameters, loads the model and runs a warm-up frame; a missing or broken
+  model is a failed transition (back to unconfigured, the reason logged), the process keeps running;
+- activate: subscribes to the camera and offers ~/init_target and ~/reset; the worker thread starts;
+- deactivate: unsubscribes, withdraws the services, stops the worker, drops the target and frees cached
+  accelerator memory;
+- cleanup: releases the model and the publishers, so configure-time parameters (model_path, device, ...)
+  can change before the next configure, without a restart.
+The autostart parameter (default true) configures and activates at start-up, so `ros2 run` and `ros2 launch`
+stay one step; there a failed configure ends the process with one line, as before.
 """
 from __future__ import annotations
 
@@ -24,8 +35,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
@@ -51,6 +63,7 @@ from .parameters import (BUDGET_PARAMS, PARAMS, RUNTIME_TRACKER_PARAMS, SPECS, b
                          descriptor_for, tracker_config_with)
 
 NODE_NAME = "tracker_node"
+CONFIGURE_TIME = "configure-time: changes only while unconfigured (before configure or after cleanup)"
 STATUS_CODES = {
     "idle": TrackedTarget.STATUS_IDLE,
     TrackStatus.TRACKING.value: TrackedTarget.STATUS_TRACKING,
@@ -68,38 +81,75 @@ class NodeStartupError(RuntimeError):
     """The node cannot start (model missing/invalid, invalid parameter); one line for the user."""
 
 
-class TrackerNode(Node):
+class TrackerNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self._lock = threading.RLock()
         self._warn_lock = threading.Lock()
         self._last_warn: dict[str, float] = {}  # kind of bad input -> time of its last log line
-        self._declare_static_parameters()
-        self._static = {p.name: self.get_parameter(p.name).value for p in PARAMS if p.read_only}
-        for name in ("backend", "precision", "transport", "qos_reliability"):
-            reason = check_choice(name, self._static[name])
-            if reason:
-                raise NodeStartupError(reason)
-
         self._declaring = False
-        options = self._runtime_options()
-        tracker_config = self._declare_tracker_config()
-        self.model_path = Path(self._static["model_path"] or default_model_path())
-        self.tracker = self._load_tracker(self.model_path, options, tracker_config)
-        self._model_thresholds = tuple(self.tracker.exit_thresholds)
-
+        self.tracker: Tracker | None = None
+        self._active = False
+        self._autostarting = False
+        self.configure_error = ""
+        self._declare_static_parameters()
+        self.autostart = bool(self.get_parameter("autostart").value)
         self.add_on_set_parameters_callback(self._validate_parameters)
         if hasattr(self, "add_post_set_parameters_callback"):  # Jazzy+: apply after all callbacks accepted
             self.add_post_set_parameters_callback(self._apply_parameters)
             self._apply_in_validate = False
         else:  # Humble: apply in the (single) on-set callback after validation
             self._apply_in_validate = True
+        self._image_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = MutuallyExclusiveCallbackGroup()
+        self._worker: threading.Thread | None = None
+        self.buffer = FrameBuffer(1)
+
+    def lifecycle_state(self) -> str:
+        """The current lifecycle state's label (unconfigured, inactive, active, finalized, ...)."""
+        return str(self._state_machine.current_state[1])
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except NodeStartupError as exc:
+            self.configure_error = str(exc)
+            self._release()
+            if not self._autostarting:  # autostart: main() prints the one line and ends the process
+                self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.configure_error = ""
+        info = self.tracker.backend_info
+        self.get_logger().info(
+            f"configured: model {self.tracker.model_name} ({info.get('backend')}/{info.get('device')}/"
+            f"{info.get('precision')}, {self.tracker.num_layers} layers, exits {list(self.tracker.exit_layers)})")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        self._static = {p.name: self.get_parameter(p.name).value for p in PARAMS if p.read_only}
+        for name in ("backend", "precision", "transport", "qos_reliability"):
+            reason = check_choice(name, self._static[name])
+            if reason:
+                raise NodeStartupError(reason)
+        options = self._runtime_options()
+        tracker_config = self._declare_tracker_config()
+        self.model_path = Path(self._static["model_path"] or default_model_path())
+        tracker = self._load_tracker(self.model_path, options, tracker_config)
+        self._model_thresholds = tuple(tracker.exit_thresholds)
+        if self.has_parameter("exit_thresholds") and self.has_parameter_value("exit_thresholds"):
+            try:  # set before a cleanup for the model then loaded: must suit this one
+                parse_thresholds(list(self.get_parameter("exit_thresholds").value or []),
+                                 tracker.exit_policy.num_exits)
+            except ExitPolicyError as exc:
+                raise NodeStartupError(f"exit_thresholds: {exc}") from exc
+        self.tracker = tracker
         self._declare_runtime_parameters()
         self._apply_parameters([self.get_parameter(p.name) for p in PARAMS
-                                if not p.read_only and self.has_parameter_value(p.name)])
+                                if not p.read_only and self.has_parameter_value(p.name)], force=True)
 
         # tracking state (guarded by self._lock)
-        self._track_id = 0
+        self._track_id = getattr(self, "_track_id", 0)  # ids stay unique over re-configures
         self._status = "idle"
         self._lost_since_ns: int | None = None  # image stamp of the frame that declared the current loss
         self._init_seq = -1
@@ -109,8 +159,13 @@ class TrackerNode(Node):
         self.stats = NodeStats(self.tracker.num_layers)
         self.buffer = FrameBuffer(int(self._static["frame_buffer_size"]))
 
-        self._image_group = MutuallyExclusiveCallbackGroup()
-        self._service_group = MutuallyExclusiveCallbackGroup()
+        if getattr(self, "target_pub", None) is None:
+            self._create_outputs()
+
+    def _create_outputs(self) -> None:
+        """Publishers, the diagnostics timer and the viewer inputs, created at the first configure and kept:
+        rclpy entities destroyed from a transition callback race with the executor's other threads, and
+        without a model nothing is published (the worker, the timer and the viewer inputs check for it)."""
         qos_out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.target_pub = self.create_publisher(TrackedTarget, "~/target", qos_out)
         self.debug_pub = self.create_publisher(
@@ -121,39 +176,109 @@ class TrackerNode(Node):
         self.extras = NodeExtras(self, lambda name: self.get_parameter(name).value, self._service_group)
         self.target_pub = self.extras.tee_targets(self.target_pub)
         self.debug_pub = self.extras.tee_debug(self.debug_pub)
+        self._diag_timer = self.create_timer(float(self._static["diagnostics_period"]), self._publish_diagnostics,
+                                             callback_group=self._service_group)
 
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos_in = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=int(self._static["qos_depth"]),
             reliability=(ReliabilityPolicy.BEST_EFFORT if self._static["qos_reliability"] == "best_effort"
                          else ReliabilityPolicy.RELIABLE),
             durability=DurabilityPolicy.VOLATILE)
+        self.buffer = FrameBuffer(int(self._static["frame_buffer_size"]))
+        # no QoS event handlers: this subscription is destroyed again on deactivate, and a destroyed event
+        # handler still in another executor thread's wait set ends the spin
+        events = SubscriptionEventCallbacks(use_default_callbacks=False)
         if self._static["transport"] == "compressed":
             self.image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_compressed,
-                                                      qos_in, callback_group=self._image_group)
+                                                      qos_in, callback_group=self._image_group,
+                                                      event_callbacks=events)
         else:
             self.image_sub = self.create_subscription(Image, "image", self._on_image, qos_in,
-                                                      callback_group=self._image_group)
-
-        self.create_service(InitTarget, "~/init_target", self._on_init, callback_group=self._service_group)
-        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=self._service_group)
-        self.create_timer(float(self._static["diagnostics_period"]), self._publish_diagnostics,
-                          callback_group=self._service_group)
-
+                                                      callback_group=self._image_group, event_callbacks=events)
+        self._tracker_services = [
+            self.create_service(InitTarget, "~/init_target", self._on_init, callback_group=self._service_group),
+            self.create_service(Trigger, "~/reset", self._on_reset, callback_group=self._service_group)]
         self._worker = threading.Thread(target=self._work_loop, name="tracker_worker", daemon=True)
         self._worker.start()
+        self._active = True
         info = self.tracker.backend_info
         self.get_logger().info(
             f"ready: model {self.tracker.model_name} ({info.get('backend')}/{info.get('device')}/"
             f"{info.get('precision')}, {self.tracker.num_layers} layers, exits {list(self.tracker.exit_layers)}), "
             f"input {self.image_sub.topic_name} [{self._static['transport']}, {self._static['qos_reliability']}, "
             f"depth {self._static['qos_depth']}]")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self.get_logger().info("deactivated: not subscribed, services withdrawn, target dropped")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("cleaned up: model released; configure-time parameters may change")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release()
+        self.get_logger().info("finalized")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_processing(self) -> None:
+        """Back to inactive: no input, no services, no worker, no target; cached accelerator memory freed."""
+        self._active = False
+        sub = getattr(self, "image_sub", None)
+        if sub is not None:
+            self.destroy_subscription(sub)
+            self.image_sub = None
+        for srv in getattr(self, "_tracker_services", []):
+            self.destroy_service(srv)
+        self._tracker_services = []
+        self.buffer.close()
+        if self._worker is not None and self._worker.is_alive() and self._worker is not threading.current_thread():
+            self._worker.join(timeout=5.0)
+        self._worker = None
+        with self._lock:
+            if self.tracker is not None:
+                self.tracker.reset()
+            self._status = "idle"
+        _free_accelerator_memory()
+
+    def _release(self) -> None:
+        """Unconfigured again: the model released (the publishers stay, silent without a model)."""
+        model_thresholds = getattr(self, "_model_thresholds", None)
+        if (model_thresholds is not None and self.has_parameter("exit_thresholds")
+                and self.has_parameter_value("exit_thresholds")
+                and tuple(self.get_parameter("exit_thresholds").value or ()) == tuple(model_thresholds)):
+            # still the released model's own thresholds: the next model declares its own
+            self.undeclare_parameter("exit_thresholds")
+        self._model_thresholds = None
+        with self._lock:
+            self.tracker = None
+        import gc
+
+        gc.collect()
+        _free_accelerator_memory()
 
     # ------------------------------------------------------------------ set-up
     def _declare_static_parameters(self) -> None:
+        """Declare the configure-time parameters. Not read-only for rclpy: they may change while the node is
+        unconfigured (before configure, after cleanup); :meth:`_validate_parameters` refuses other times."""
         for spec in PARAMS:
             if spec.read_only:
+                descriptor = descriptor_for(spec)
+                descriptor.read_only = False
+                descriptor.additional_constraints = "; ".join(
+                    c for c in (descriptor.additional_constraints, CONFIGURE_TIME) if c)
                 try:
-                    self.declare_parameter(spec.name, spec.default, descriptor_for(spec))
+                    self.declare_parameter(spec.name, spec.default, descriptor)
                 except Exception as exc:  # rclpy raises several types for rejected overrides (ranges, types)
                     raise NodeStartupError(f"invalid parameter {spec.name}: {_one_line(exc)}") from exc
 
@@ -170,11 +295,15 @@ class TrackerNode(Node):
         """Declare the status thresholds (before the model loads: they do not depend on it) and return the
         tracker configuration they give. rclpy checks each declaration alone, so the thresholds, which
         constrain each other, are checked together here."""
+        self._declaring = True
         try:
             for name in RUNTIME_TRACKER_PARAMS:
-                self.declare_parameter(name, SPECS[name].default, descriptor_for(SPECS[name]))
+                if not self.has_parameter(name):  # declared by an earlier configure
+                    self.declare_parameter(name, SPECS[name].default, descriptor_for(SPECS[name]))
         except Exception as exc:  # rclpy raises several types for rejected overrides
             raise NodeStartupError(f"invalid parameter: {exc}") from exc
+        finally:
+            self._declaring = False
         try:
             values = {k: self.get_parameter(k).value for k in RUNTIME_TRACKER_PARAMS}
             return tracker_config_with(TrackerConfig(), values)
@@ -229,7 +358,13 @@ class TrackerNode(Node):
     def _validate_parameters(self, params) -> SetParametersResult:
         changes = {p.name: p.value for p in params if p.name in SPECS}
         reason = None
-        if "exit_thresholds" in changes:  # the one convention: what parse_thresholds accepts
+        fixed = [k for k in changes if SPECS[k].read_only]
+        if fixed and not self._declaring and self.lifecycle_state() != "unconfigured":
+            reason = (f"{', '.join(fixed)}: read-only while the node is configured (now {self.lifecycle_state()}); "
+                      "deactivate and clean up the node, then change it and configure again")
+        elif self.tracker is None:  # checked against the model at the next configure
+            changes = {}
+        if reason is None and "exit_thresholds" in changes:  # the one convention: what parse_thresholds accepts
             try:
                 parse_thresholds(list(changes["exit_thresholds"] or []), self.tracker.exit_policy.num_exits)
             except ExitPolicyError as exc:
@@ -263,9 +398,9 @@ class TrackerNode(Node):
             return "latency_budget_ms/target_depth need a model with early exits"
         return None
 
-    def _apply_parameters(self, params) -> None:
-        if self._declaring:
-            return  # applied once, together, after the declaration
+    def _apply_parameters(self, params, force: bool = False) -> None:
+        if self._declaring or (self.tracker is None and not force):
+            return  # applied once, together, after the declaration (configure)
         changes = {p.name: p.value for p in params if p.name in SPECS}
         with self._lock:
             if "exit_thresholds" in changes and self.tracker.exit_policy.num_exits:
@@ -453,7 +588,7 @@ class TrackerNode(Node):
         if frame is None:
             frame = self.buffer.latest()
         if frame is None:
-            return fail(f"no image received yet on {self.image_sub.topic_name}; cannot initialise")
+            return fail(f"no image received yet on {self._input_topic()}; cannot initialise")
         try:
             rgb = frame.rgb()
         except ImageConversionError as exc:
@@ -522,7 +657,7 @@ class TrackerNode(Node):
             "status": status, "track id": track_id, "score": float(score),
             "backend": info.get("backend", ""), "device": info.get("device", ""),
             "precision": info.get("precision", ""), "model": self.tracker.model_name,
-            "model path": str(self.model_path), "input topic": self.image_sub.topic_name,
+            "model path": str(self.model_path), "input topic": self._input_topic(),
             "transport": self._static["transport"],
             "input rate (Hz)": in_rate, "processed rate (Hz)": proc_rate,
             "frames received": self.buffer.received, "frames processed": processed,
@@ -562,14 +697,29 @@ class TrackerNode(Node):
         return level, message, values
 
     def _publish_diagnostics(self) -> None:
-        level, message, values = self.diagnostics_values()
+        tracker, pub = self.tracker, self.diag_pub
+        if tracker is None or pub is None:  # a cleanup is releasing them
+            return
+        try:
+            level, message, values = self.diagnostics_values()
+        except AttributeError:
+            if self.tracker is None:  # released while being read
+                return
+            raise
+        values["lifecycle state"] = self.lifecycle_state()
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-        arr.status = [diag.build_status(f"{self.get_name()}: tracker", str(self.tracker.backend_info.get("device", "")),
+        arr.status = [diag.build_status(f"{self.get_name()}: tracker", str(tracker.backend_info.get("device", "")),
                                         level, message, values)]
-        self.diag_pub.publish(arr)
+        pub.publish(arr)
 
     # --------------------------------------------------------------- shutdown
+    def _input_topic(self) -> str:
+        sub = getattr(self, "image_sub", None)
+        if sub is not None:
+            return sub.topic_name
+        return "image/compressed" if getattr(self, "_static", {}).get("transport") == "compressed" else "image"
+
     def destroy_node(self) -> None:
         # also called by rclpy's context clean-up for a node whose __init__ failed half-way
         if hasattr(self, "buffer"):
@@ -578,6 +728,13 @@ class TrackerNode(Node):
         if worker is not None and worker.is_alive():
             worker.join(timeout=5.0)
         super().destroy_node()
+
+
+def _free_accelerator_memory() -> None:
+    """Return cached CUDA memory to the driver (no-op without torch or CUDA)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -594,6 +751,15 @@ def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args if args is not None else sys.argv)
     try:
         node = TrackerNode()
+        if node.autostart:  # configure + activate now; a failed configure ends the process with one line
+            node._autostarting = True
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise NodeStartupError(node.configure_error or "configure failed")
+            node._autostarting = False
+            node.trigger_activate()
+        else:
+            node.get_logger().info("unconfigured (autostart false): configure and activate through "
+                                   "~/change_state, e.g. ros2 lifecycle set <node> configure")
     except NodeStartupError as exc:
         print(f"{NODE_NAME}: error: {exc}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()

@@ -197,3 +197,27 @@ def test_package_xml_is_valid_and_declares_what_users_need():
     assert "ament_cmake_pytest" in {d.name for d in pkg.test_depends}
     readme = (REPO / "README.md").read_text()
     assert "no rosdep key for torch" not in readme.lower()
+
+
+def test_camera_info_topic_defaults_to_the_cameras_namespace():
+    tree = _launch_tree()
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_sibling")
+    scope: dict = {}
+    exec(compile(ast.Module([fn], []), str(LAUNCH_FILE), "exec"), scope)
+    sibling = scope["_sibling"]
+    assert sibling("/camera/color/image_raw", "camera_info") == "/camera/color/camera_info"
+    assert sibling("/image_raw", "camera_info") == "/camera_info"
+    assert sibling("cam/image", "camera_info") == "cam/camera_info"
+    assert '("camera_info", camera_info)' in LAUNCH_FILE.read_text()
+
+
+def test_readme_deploy_section_describes_every_launch_argument():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Deploy on a robot"):]
+    section = section[:section.index("\n## ", 1)]
+    for name in _declared(_launch_tree()):
+        assert f"| `{name}` |" in section, name
+    assert "| every parameter |" in section
+    for needed in ("colcon build", "rosdep install", "ros2 launch dytrack_ros tracker.launch.py", "rviz:=true",
+                   "ros2 lifecycle set", "_mouse_left", "init_detections", "~/detections"):
+        assert needed in section, needed

@@ -32,7 +32,8 @@ from dytrack_ros.runtime_options import PRECISIONS, RuntimeOptions
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = REPO / "launch" / "tracker.launch.py"
-OTHER_LAUNCH_ARGUMENTS = {"camera_topic", "namespace", "node_name", "config", "log_level", "dds_profile", "rviz"}
+OTHER_LAUNCH_ARGUMENTS = {"camera_topic", "namespace", "node_name", "config", "log_level", "dds_profile", "rviz",
+                          "camera_info_topic"}
 
 
 # ------------------------------------------------------------------ generated files
