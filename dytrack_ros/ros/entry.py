@@ -30,4 +30,23 @@ def run(name: str, args: list[str] | None = None) -> int:
         main = importlib.import_module(f"dytrack_ros.ros.{name}").main
     except KeyboardInterrupt:
         return SIGINT_EXIT
-    return main(args)
+    try:
+        return main(args)
+    except KeyboardInterrupt:
+        return SIGINT_EXIT
+    except Exception:
+        # Ctrl-C between rclpy.init and the node's creation: rclpy's signal handler has shut the context
+        # down, and creating the node then fails; that is the user's Ctrl-C, not an error
+        if _ros_context_shut_down():
+            return SIGINT_EXIT
+        raise
+
+
+def _ros_context_shut_down() -> bool:
+    rclpy = sys.modules.get("rclpy")
+    if rclpy is None:
+        return False
+    try:
+        return not rclpy.ok()
+    except Exception:
+        return False

@@ -193,7 +193,8 @@ def test_package_xml_is_valid_and_declares_what_users_need():
     pkg.validate()
     execs = {d.name for d in pkg.exec_depends}
     assert {"ros2launch", "launch", "launch_ros", "python3-torch", "python3-tqdm", "python3-matplotlib",
-            "python3-numpy", "python3-opencv", "python3-yaml", "ament_index_python"} <= execs
+            "python3-numpy", "python3-opencv", "python3-yaml", "ament_index_python", "geometry_msgs",
+            "lifecycle_msgs", "sensor_msgs"} <= execs
     assert "ament_cmake_pytest" in {d.name for d in pkg.test_depends}
     readme = (REPO / "README.md").read_text()
     assert "no rosdep key for torch" not in readme.lower()

@@ -99,7 +99,7 @@ def test_install_is_a_complete_ros_package(installed):
     prefix = installed["prefix"]
     share = prefix / "share" / "dytrack_ros"
     for path in ("package.xml", "launch/tracker.launch.py", "config/tracker.yaml", "config/fastdds_camera.xml",
-                 "models/dytrack_small.safetensors"):
+                 "models/dytrack_small.safetensors", "rviz/tracker.rviz"):
         assert (share / path).is_file(), path
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "dytrack_ros").is_file()
     for exe in ("tracker_node", "video_player", "target_recorder"):
@@ -149,17 +149,24 @@ def test_model_path_with_a_quote_reaches_the_node_unchanged(installed, domain_id
     assert seen and rc == 0, log.read_text(errors="replace")
 
 
-def test_ctrl_c_while_importing_ends_the_installed_executables_quietly(installed, domain_id):
+@pytest.mark.parametrize("exe", ["tracker_node", "video_player", "target_recorder"])
+def test_ctrl_c_during_start_up_ends_the_installed_executables_quietly(installed, domain_id, exe):
+    """SIGINT at several moments of the start-up: while Python imports torch / rclpy (exit 130), between
+    rclpy.init and the node's creation (130), or once the node runs (its normal clean end, 0); never a
+    traceback. video_player without a source ends with its one-line error (1) when it got that far."""
     prefix = installed["prefix"]
-    for exe in ("tracker_node", "video_player", "target_recorder"):
+    codes = set()
+    for delay in (0.15, 0.3, 0.5, 0.8):
         proc = subprocess.Popen([str(prefix / "lib" / "dytrack_ros" / exe)], env=_prefix_env(prefix, domain_id),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        time.sleep(0.4)  # inside `import torch` / `import rclpy` (seconds), after the interpreter started
+        time.sleep(delay)
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=90)
         text = out.decode(errors="replace")
-        assert proc.returncode == 130, (exe, proc.returncode, text)
-        assert "Traceback" not in text and "KeyboardInterrupt" not in text, (exe, text)
+        assert "Traceback" not in text and "KeyboardInterrupt" not in text, (exe, delay, text)
+        codes.add(proc.returncode)
+    assert 130 in codes, codes  # at least one SIGINT came while importing
+    assert codes <= {130, 0, 1}, codes
 
 
 def test_colcon_test_runs_the_pytest_suite(installed):
