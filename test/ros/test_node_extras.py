@@ -160,3 +160,39 @@ def test_node_runs_without_vision_msgs(rig, tiny_dytrack_file):
     names = dict(c.node.get_topic_names_and_types())
     assert "/tracker_node/detections" not in names and "/tracker_node/init_detections" not in names
     assert "/tracker_node/debug_image/compressed" in names
+
+
+def test_init_detections_while_lost_only_when_enabled(rig, tiny_dytrack_file, sequence, vision_msgs_prefix,
+                                                      tmp_path):
+    """Every frame below lost_threshold (1.0) makes the target lost at once; a detection then starts a new track
+    only while init_detections_while_lost is true."""
+    from vision_standin import vision_env
+
+    import vision_msgs.msg as vm
+
+    frames, gt = sequence
+    params = {"model_path": str(tiny_dytrack_file), "lost_threshold": 1.0, "uncertain_threshold": 1.0,
+              "lost_after_frames": 1, "init_min_score": 0.0, "cpu_threads": 1}
+    node = NodeProcess("dytrack_ros", ros_args(params), env=vision_env(vision_msgs_prefix, rig.env),
+                       log_path=tmp_path / "node.log", name="tracker").start()
+    rig.nodes.append(node)
+    c = rig.client()
+    detector = c.node.create_publisher(vm.Detection2DArray, "/tracker_node/init_detections", RELIABLE)
+    try:
+        c.wait_for_tracker(timeout=90)
+    except Exception:
+        pytest.fail(f"node did not come up:\n{node.output()}")
+    arr = vm.Detection2DArray()
+    arr.detections = [_detection(vm, tuple(float(v) for v in gt[0]), 0.9, "person", "again")]
+    lost = (TrackedTarget.STATUS_LOST, TrackedTarget.STATUS_SEARCHING)
+    with Feed(c, frames, rate=15.0):
+        time.sleep(1.0)
+        detector.publish(arr)  # idle: first track
+        assert wait_for(lambda: any(r.msg.track_id == 1 for r in c.targets), 15), node.output()
+        assert wait_for(lambda: c.targets[-1].msg.status in lost, 15), node.output()
+        detector.publish(arr)  # lost, but not enabled
+        time.sleep(1.5)
+        assert max(r.msg.track_id for r in c.targets) == 1
+        assert c.set_parameters({"init_detections_while_lost": True})[0][0]
+        detector.publish(arr)
+        assert wait_for(lambda: any(r.msg.track_id == 2 for r in c.targets), 15), node.output()
