@@ -26,16 +26,14 @@ import re
 import sys
 import threading
 import time
-from functools import partial
 from pathlib import Path
 
 import rclpy
-from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -59,8 +57,16 @@ from .frame_buffer import Frame, FrameBuffer, stamp_to_ns
 from .image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb, rgb_to_image
 from .node_extras import NodeExtras
 from .node_stats import NodeStats
-from .parameters import (BUDGET_PARAMS, PARAMS, RUNTIME_TRACKER_PARAMS, SPECS, budget_config_from, check_choice,
-                         descriptor_for, tracker_config_with)
+from .parameters import (
+    BUDGET_PARAMS,
+    PARAMS,
+    RUNTIME_TRACKER_PARAMS,
+    SPECS,
+    budget_config_from,
+    check_choice,
+    descriptor_for,
+    tracker_config_with,
+)
 
 NODE_NAME = "tracker_node"
 CONFIGURE_TIME = "configure-time: changes only while unconfigured (before configure or after cleanup)"

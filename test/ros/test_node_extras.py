@@ -166,9 +166,8 @@ def test_init_detections_while_lost_only_when_enabled(rig, tiny_dytrack_file, se
                                                       tmp_path):
     """Every frame below lost_threshold (1.0) makes the target lost at once; a detection then starts a new track
     only while init_detections_while_lost is true."""
-    from vision_standin import vision_env
-
     import vision_msgs.msg as vm
+    from vision_standin import vision_env
 
     frames, gt = sequence
     params = {"model_path": str(tiny_dytrack_file), "lost_threshold": 1.0, "uncertain_threshold": 1.0,
