@@ -6,13 +6,14 @@ frame and stops later. Per mode and phase (before / during / after the load) the
 p50 / p95 / max time per frame, the mean executed depth and the share of frames over the budget; accuracy
 (OPE AUC, mean IoU) is over the whole clip, against full depth.
 
-    python benchmarks/bench_budget.py [--frames 450] [--load-start 150] [--load-stop 300] [--budget-ms B]
+    python benchmarks/bench_budget.py [--frames 450] [--load-start 150] [--load-stop 300] [--burners 1] [--budget-ms B]
                                       [--json out.json] [--plot out.png]
 
-Default budget: halfway (``--budget-fraction``) between the no-load time of a frame answering at the first exit
-and one running full depth (measured here first), so the budget is reachable at no load. Under the load step it
-stays reachable only while the first exit, slowed by the load, still fits; choose the fraction (or the burner
-count) so that it does, otherwise no threshold can hold it and only the deadline gate limits the damage.
+The tracker and the burners share one CPU (``--cpu``), so the load step has a known size: one burner halves the
+tracker's share. Default budget: 1.6x the no-load time of a full-depth frame (``--budget-factor``, measured here
+first). At no load full depth fits; under the load step it lies between the first exit and full depth, which is
+the regime the controller is for. A budget the first exit cannot meet
+under the load cannot be held by any threshold; then only the deadline gate limits the damage.
 """
 from __future__ import annotations
 
@@ -37,8 +38,10 @@ MODES = ("full depth", "fixed", "controller", "deadline")
 BURN = "import time\nend = time.time() + 600\nwhile time.time() < end:\n    pass\n"
 
 
-def start_burners(n: int) -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(n)]
+def start_burners(n: int, cpu: int | None) -> list[subprocess.Popen]:
+    """Busy-loop processes, on the tracker's CPU when it is pinned (a load step of known size)."""
+    pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
+    return [subprocess.Popen([sys.executable, "-c", BURN], preexec_fn=pin) for _ in range(n)]
 
 
 def stop_burners(procs: list[subprocess.Popen]) -> None:
@@ -49,7 +52,7 @@ def stop_burners(procs: list[subprocess.Popen]) -> None:
 
 
 def run_mode(mode: str, model: Path, seq, budget: BudgetConfig, base_ms: list[float], load: tuple[int, int],
-             burners: int) -> dict:
+             burners: int, cpu: int | None) -> dict:
     tracker = Tracker.from_model(model, RuntimeOptions(threads=1))
     if mode == "full depth":
         tracker.set_exit_thresholds(1.0)
@@ -63,7 +66,7 @@ def run_mode(mode: str, model: Path, seq, budget: BudgetConfig, base_ms: list[fl
     try:
         for i in range(1, len(seq.frames)):
             if i == load[0]:
-                procs = start_burners(burners)
+                procs = start_burners(burners, cpu)
                 time.sleep(0.2)  # let the scheduler see them
             if i == load[1]:
                 stop_burners(procs)
@@ -129,12 +132,14 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=450)
     ap.add_argument("--load-start", type=int, default=150)
     ap.add_argument("--load-stop", type=int, default=300)
-    ap.add_argument("--burners", type=int, default=os.cpu_count() or 2, help="busy-loop processes during the load")
+    ap.add_argument("--burners", type=int, default=1, help="busy-loop processes during the load (default 1)")
+    ap.add_argument("--cpu", type=int, default=0,
+                    help="pin the tracker and the burners to this CPU, so n burners slow the tracker about (n+1)x "
+                         "whatever else runs on the machine (-1: no pinning)")
     ap.add_argument("--budget-ms", type=float, default=None,
-                    help="the p95 budget; default: --budget-fraction of the way from the first exit to full depth")
-    ap.add_argument("--budget-fraction", type=float, default=0.5,
-                    help="budget = first-exit time + F x (full-depth time - first-exit time), both at no load "
-                         "(default 0.5)")
+                    help="the p95 budget; default: --budget-factor x the no-load full-depth time")
+    ap.add_argument("--budget-factor", type=float, default=1.6,
+                    help="default budget = F x the full-depth time per frame measured at no load (default 1.6)")
     ap.add_argument("--floor", type=float, default=0.0, help="accuracy floor of the controller")
     ap.add_argument("--seed", type=int, default=9001, help="synth seed (not one used for training)")
     ap.add_argument("--preset", default="easy")
@@ -145,6 +150,9 @@ def main() -> int:
     if not 1 <= args.load_start < args.load_stop < args.frames:
         ap.error("need 1 <= --load-start < --load-stop < --frames")
 
+    cpu = None if args.cpu < 0 else args.cpu
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
     w, h = (int(v) for v in args.size.split("x"))
     print(f"generating a {args.frames}-frame {args.preset} clip (seed {args.seed}, {w}x{h}) ...", flush=True)
     seq = generate_sequence(0, args.preset, args.seed, args.frames, (w, h))
@@ -157,7 +165,7 @@ def main() -> int:
         overhead.append(r.timings["total"] - sum(r.stage_ms))
     over = float(np.median(overhead))
     first, full = over + base[0], over + sum(base)
-    budget_ms = args.budget_ms or round(first + args.budget_fraction * (full - first), 2)
+    budget_ms = args.budget_ms or round(args.budget_factor * full, 2)
     budget = BudgetConfig(latency_budget_ms=budget_ms, min_threshold=args.floor)
     print(f"no-load stage ms {[round(b, 2) for b in base]}, overhead {over:.2f} ms: first exit {first:.2f} ms, "
           f"full depth {full:.2f} ms -> budget {budget_ms:.2f} ms (p95)", flush=True)
@@ -166,11 +174,12 @@ def main() -> int:
     results = {}
     for mode in MODES:
         print(f"  running {mode} ...", flush=True)
-        results[mode] = run_mode(mode, args.model, seq, budget, base, load, args.burners)
+        results[mode] = run_mode(mode, args.model, seq, budget, base, load, args.burners, cpu)
 
     ref_boxes = results["full depth"]["boxes"]
-    print(f"\n{Path(args.model).name}, 1 thread, {len(seq.frames)} frames, load step {load[0]}-{load[1]} with "
-          f"{args.burners} burner(s), budget {budget_ms:.2f} ms (p95); tracker ms per frame")
+    print(f"\n{Path(args.model).name}, 1 thread{'' if cpu is None else f' on CPU {cpu}'}, {len(seq.frames)} frames, "
+          f"load step {load[0]}-{load[1]} with {args.burners} burner(s), budget {budget_ms:.2f} ms (p95); tracker ms "
+          "per frame")
     head = f"{'mode':12s}{'phase':8s}{'p50':>7s}{'p95':>7s}{'max':>7s}{'p95/B':>7s}{'>B':>7s}{'depth':>7s}"
     print(head + f"{'AUC':>7s}{'mIoU':>7s}{'cuts':>6s}")
     summary = {"budget_ms": budget_ms, "stage_ms": base, "overhead_ms": over, "load": list(load),
