@@ -87,9 +87,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "box and search a growing region around it, then re-detect over the whole "
               "frame (SEARCHING) and re-acquire (REDETECTED). false: the box follows the network's answer on "
               "every frame.", RECOVERY),
-    ParamSpec("hold_frames", _TRACKER_DEFAULTS.hold_frames, "Frames the held box keeps moving at the target's last "
     ParamSpec("hold_low_scores", _TRACKER_DEFAULTS.hold_low_scores, "Hold the last confident box from the first "
               "frame below lost_threshold, not only once LOST.", RECOVERY),
+    ParamSpec("hold_frames", _TRACKER_DEFAULTS.hold_frames, "Frames the held box keeps moving at the target's last "
               "confident velocity.", RECOVERY, int_range=(0, 1000)),
     ParamSpec("search_growth", _TRACKER_DEFAULTS.search_growth, "Search-region growth per lost frame (the network "
               "input size stays the same).", RECOVERY, float_range=(1.0, 10.0)),
