@@ -165,3 +165,20 @@ def test_track_cli_writes_per_frame_stats_with_the_thresholds_in_force(tiny_dytr
         assert len(r["thresholds"]) == 3 and r["tracker_ms"] > 0 and r["exit_layer"] in (1, 2, 4)
         assert len(r["stage_ms"]) == {1: 1, 2: 2, 4: 3}[r["exit_layer"]]
         assert r["budget"]["p95_ms"] > 0 and r["budget"]["met"] is True
+
+
+def test_eval_spec_carries_the_budget_into_the_tracker_and_the_run_identity(tiny_dytrack_file):
+    from dytrack_ros.cli import build_parser
+    from dytrack_ros.cli.common import budget_config_from_args
+    from dytrack_ros.eval.runner import TrackerSpec, build_tracker
+
+    args = build_parser().parse_args(["eval", "--format", "got10k", "--root", "x", "--results", "r",
+                                      "--latency-budget-ms", "25", "--deadline", "--threshold-floor", "0.3"])
+    budget = budget_config_from_args(args)
+    assert budget == BudgetConfig(latency_budget_ms=25.0, deadline=True, min_threshold=0.3)
+    spec = TrackerSpec(str(tiny_dytrack_file), threads=1, budget=budget)
+    tracker = build_tracker(spec, threads=1).tracker
+    assert tracker.budget is not None and tracker.budget.config == budget
+    assert spec.identity()["budget"]["latency_budget_ms"] == 25.0 and "budget:25ms+deadline" in spec.label
+    # without a budget the identity of older result folders is unchanged (no key)
+    assert "budget" not in TrackerSpec(str(tiny_dytrack_file)).identity()
