@@ -86,7 +86,8 @@ def check_torch_device(device: str) -> None:
             raise BackendError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
 
 
-def load_torch_model(path: str | Path, device: str = "cpu", ce: bool | None = None) -> tuple[TrackerNet, str]:
+def load_torch_model(path: str | Path, device: str = RuntimeOptions.device,
+                     ce: bool | None = None) -> tuple[TrackerNet, str]:
     """TrackerNet from our model file or an official checkpoint; returns (net, model name).
 
     Candidate elimination cannot be read from official weights (CE and non-CE

@@ -62,9 +62,9 @@ class TrackerSpec:
     """What to evaluate: a model file (DyTrack/OSTrack family) or ``opencv:csrt|kcf|mil``."""
 
     model: str
-    backend: str = "auto"
-    device: str = "cpu"
-    precision: str = "fp32"
+    backend: str = RuntimeOptions.backend  # the defaults of RuntimeOptions (one source)
+    device: str = RuntimeOptions.device
+    precision: str = RuntimeOptions.precision
     exit_thresholds: tuple[float, ...] | None = None
     threads: int | None = None  # per worker process; default: CPU cores / workers
     ce: bool | None = None  # official OSTrack checkpoint with candidate elimination; None: detect

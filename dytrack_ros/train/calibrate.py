@@ -56,18 +56,19 @@ class SequenceTrace:
     seconds: float = 0.0
 
 
-def as_tracker(model: TrackerNet | Backend | Tracker, device: str = "cpu",
+def as_tracker(model: TrackerNet | Backend | Tracker, device: str | None = None,
                options: RuntimeOptions | None = None) -> Tracker:
-    """The product's own Tracker around ``model`` (a network is loaded like any model, on the torch backend)."""
+    """The product's own Tracker around ``model`` (a network is loaded like any model, on the torch backend);
+    ``device`` overrides ``options.device``."""
     if isinstance(model, Tracker):
         return model
     if isinstance(model, TrackerNet):
-        model = load_backend(model, options or RuntimeOptions(device=str(device)))
+        model = load_backend(model, (options or RuntimeOptions()).replace(device=device))
     return Tracker(model)
 
 
 def trace_sequence(model: TrackerNet | Backend | Tracker, seq: Sequence, thresholds: Seq[float] | None = None,
-                   device: str = "cpu") -> SequenceTrace:
+                   device: str | None = None) -> SequenceTrace:
     """Track ``seq`` with the real :class:`Tracker` in trace mode: the trajectory follows the exit rule at
     ``thresholds`` (None = full depth) while every exit's answer is recorded."""
     tracker = as_tracker(model, device)
@@ -96,7 +97,8 @@ def trace_sequence(model: TrackerNet | Backend | Tracker, seq: Sequence, thresho
                          np.asarray(boxes, dtype=np.float64), seconds)
 
 
-def stage_latency_ms(model: TrackerNet | Backend | Tracker, repeats: int = 20, device: str = "cpu") -> list[float]:
+def stage_latency_ms(model: TrackerNet | Backend | Tracker, repeats: int = 20,
+                     device: str | None = None) -> list[float]:
     """Median batch-1 wall time of each stage through the backend (stage 0 includes the embedding)."""
     backend = as_tracker(model, device).backend
     backend.warmup(2)
@@ -144,7 +146,7 @@ def sweep(traces: Seq[SequenceTrace], exit_layers: Seq[int], stage_ms: Seq[float
 
 
 def calibrate(model: TrackerNet | Backend | Tracker, sequences: Seq[Sequence], target_depth: float | None = None,
-              target_latency_ms: float | None = None, device: str = "cpu", data_label: str = "",
+              target_latency_ms: float | None = None, device: str | None = None, data_label: str = "",
               verify: bool = True, progress: bool = True) -> CalibrationResult:
     """Choose thresholds for a mean-depth or latency target (exactly one of the two)."""
     tracker = as_tracker(model, device)
