@@ -126,24 +126,5 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     except WeightsError as exc:
         raise ModelFileError(str(exc)) from None
     model = TrackerNet(cfg).to(device)
-    load_state_dict_strict(model, tensors, source=str(path))
+    model.load_state_dict(tensors, strict=True)  # names, shapes and dtypes were checked against the header above
     return model.eval(), info
-
-
-def load_state_dict_strict(model: TrackerNet, tensors: dict[str, torch.Tensor], source: str) -> None:
-    """Load with every key used and none missing; shape mismatches reported by name."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    bad_shape = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(own[k].shape)}"
-                 for k in sorted(set(own) & set(tensors)) if tuple(own[k].shape) != tuple(tensors[k].shape)]
-    if missing or unexpected or bad_shape:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-        if bad_shape:
-            parts.append(f"{len(bad_shape)} shape mismatches (e.g. {bad_shape[:2]})")
-        raise ModelFileError(f"{source}: weights do not match the architecture: " + "; ".join(parts))
-    model.load_state_dict(tensors, strict=True)

@@ -206,6 +206,17 @@ class TrackerClient:
         req.stamp = ns_to_time(stamp_ns)
         return self._call(self.init_client, req, timeout)
 
+    def init_when_ready(self, box_xywh: Sequence[float], stamp_ns: int = 0,
+                        timeout: float = 10.0) -> InitTarget.Response:
+        """:meth:`init`, retried while the node answers that it has no image yet (its discovery of the camera
+        may lag the client's); returns the last answer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = self.init(box_xywh, stamp_ns)
+            if resp.success or "no image received" not in resp.message or time.monotonic() > deadline:
+                return resp
+            time.sleep(0.05)
+
     def reset(self, timeout: float = 10.0) -> Trigger.Response:
         return self._call(self.reset_client, Trigger.Request(), timeout)
 

@@ -39,12 +39,7 @@ def crop_square(frame: np.ndarray, box_xywh, factor: float) -> tuple[np.ndarray,
     replaced by zeros. Rounding of the crop origin is Python's round-half-even.
     Returns (region, crop side in pixels).
     """
-    x1, y1, crop_sz = crop_geometry(frame.shape, box_xywh, factor)
-    H, W = frame.shape[:2]
-    x2, y2 = x1 + crop_sz, y1 + crop_sz
-    x1_pad, y1_pad = max(0, -x1), max(0, -y1)
-    x2_pad, y2_pad = max(x2 - W + 1, 0), max(y2 - H + 1, 0)
-    roi = frame[y1 + y1_pad:y2 - y2_pad, x1 + x1_pad:x2 - x2_pad]
+    roi, (x1_pad, y1_pad, x2_pad, y2_pad), crop_sz = _image_part(frame, box_xywh, factor)
     if x1_pad or y1_pad or x2_pad or y2_pad:
         if roi.size == 0:  # crop entirely outside the image: all zeros
             return np.zeros((crop_sz, crop_sz, frame.shape[2]), dtype=frame.dtype), crop_sz
@@ -72,6 +67,17 @@ def crop_geometry(frame_shape: tuple[int, ...], box_xywh, factor: float) -> tupl
     return round(x + 0.5 * w - crop_sz * 0.5), round(y + 0.5 * h - crop_sz * 0.5), crop_sz
 
 
+def _image_part(frame: np.ndarray, box_xywh, factor: float) -> tuple[np.ndarray, tuple[int, int, int, int], int]:
+    """The part of the image inside the square crop (a view), the zero padding on each side (left, top, right,
+    bottom; the right/bottom ``+1`` quirk included) and the crop side."""
+    x1, y1, crop_sz = crop_geometry(frame.shape, box_xywh, factor)
+    H, W = frame.shape[:2]
+    x2, y2 = x1 + crop_sz, y1 + crop_sz
+    pads = (max(0, -x1), max(0, -y1), max(x2 - W + 1, 0), max(y2 - H + 1, 0))
+    roi = frame[y1 + pads[1]:y2 - pads[3], x1 + pads[0]:x2 - pads[2]]
+    return roi, pads, crop_sz
+
+
 def sample_square(frame: np.ndarray, box_xywh, factor: float, output_size: int) -> Crop:
     """:func:`sample_target` without the image-resolution crop: memory O(output + image), whatever the box.
 
@@ -82,12 +88,7 @@ def sample_square(frame: np.ndarray, box_xywh, factor: float, output_size: int) 
     :func:`sample_target` uses it for: when upscaling, ``cv2.resize`` repeats the crop's edge pixels where
     this samples zeros.
     """
-    x1, y1, crop_sz = crop_geometry(frame.shape, box_xywh, factor)
-    H, W = frame.shape[:2]
-    x2, y2 = x1 + crop_sz, y1 + crop_sz
-    x1_pad, y1_pad = max(0, -x1), max(0, -y1)
-    x2_pad, y2_pad = max(x2 - W + 1, 0), max(y2 - H + 1, 0)
-    roi = frame[y1 + y1_pad:y2 - y2_pad, x1 + x1_pad:x2 - x2_pad]
+    roi, (x1_pad, y1_pad, _, _), crop_sz = _image_part(frame, box_xywh, factor)
     if roi.size == 0:
         return Crop(np.zeros((output_size, output_size, frame.shape[2]), frame.dtype), crop_sz, output_size)
     k = crop_sz / output_size  # crop pixels per output pixel

@@ -44,22 +44,13 @@ def jpeg_claiming(width: int, height: int, keep: int = 629) -> bytes:
     return bytes(data[:keep])
 
 
-def init_when_ready(client, box, stamp_ns: int = 0, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        resp = client.init(box, stamp_ns)
-        if resp.success or "no image received" not in resp.message or time.monotonic() > deadline:
-            return resp
-        time.sleep(0.05)
-
-
 def test_hostile_jpeg_headers_and_init_boxes_never_grow_or_end_the_node(rig, tiny_dytrack_file):
     node = rig.start_node(tiny_dytrack_file, {"transport": "compressed"})
     c = rig.client(compressed=True)
     c.wait_for_tracker(timeout=60)
     good = textured(240, 320, 2)
     c.publish(good)
-    assert init_when_ready(c, (140, 100, 40, 40)).success
+    assert c.init_when_ready((140, 100, 40, 40)).success
     for i in range(5):  # steady state with good frames first
         c.publish(textured(240, 320, 10 + i))
         time.sleep(0.05)
@@ -133,7 +124,7 @@ def test_non_finite_network_output_is_never_published_and_diagnostics_say_error(
     frames = [textured(240, 320, 20 + i) for i in range(10)]
     cam = CameraStream(c, frames, rate=20.0, loop=True).start()
     try:
-        assert init_when_ready(c, (140, 100, 40, 40)).success
+        assert c.init_when_ready((140, 100, 40, 40)).success
         assert c.wait_until(lambda: len(c.targets_since()) >= 5, 10)
         t = time.monotonic()
         assert c.wait_until(lambda: (c.latest_diagnostics(after=t) or {}).get("level") == "2", 5)
@@ -174,7 +165,7 @@ def test_sigterm_while_tracking_is_not_a_bad_input(rig, tiny_dytrack_file):
     frames = [textured(240, 320, 40 + i) for i in range(10)]
     cam = CameraStream(c, frames, rate=60.0, loop=True).start()
     try:
-        assert init_when_ready(c, (140, 100, 40, 40)).success
+        assert c.init_when_ready((140, 100, 40, 40)).success
         assert c.wait_until(lambda: len(c.targets_since()) >= 5, 10)
         node.proc.send_signal(signal.SIGTERM)
         rc = node.wait(15)

@@ -23,16 +23,6 @@ ACTIVE = (TrackedTarget.STATUS_TRACKING, TrackedTarget.STATUS_UNCERTAIN, Tracked
           TrackedTarget.STATUS_SEARCHING, TrackedTarget.STATUS_REDETECTED)
 
 
-def init_when_ready(client, box, stamp_ns: int = 0, timeout: float = 10.0):
-    """Call init until the node has received a frame (discovery of the camera may lag)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        resp = client.init(box, stamp_ns)
-        if resp.success or "no image received" not in resp.message or time.monotonic() > deadline:
-            return resp
-        time.sleep(0.05)
-
-
 def iou(a, b) -> float:
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
@@ -56,7 +46,7 @@ def test_tracks_with_params_file_remaps_and_copies_headers(rig, tiny_dytrack_fil
     cam = CameraStream(c, frames, rate=30.0, frame_id="cam0_optical").start()
     assert c.wait_until(lambda: len(cam.headers) >= 3, 5)
     first = cam.headers[0]
-    resp = init_when_ready(c, (60, 90, 48, 40), time_to_ns(first.stamp))
+    resp = c.init_when_ready((60, 90, 48, 40), time_to_ns(first.stamp))
     assert resp.success, resp.message
     assert resp.track_id >= 1
     cam.wait(10)
@@ -85,7 +75,7 @@ def test_boxes_follow_the_target(rig, photo_sequence):
     c.wait_for_tracker()
     cam = CameraStream(c, frames, rate=30.0).start()
     assert c.wait_until(lambda: len(cam.headers) >= 1, 5)
-    resp = init_when_ready(c, gt[0], time_to_ns(cam.headers[0].stamp))
+    resp = c.init_when_ready(gt[0], time_to_ns(cam.headers[0].stamp))
     assert resp.success, resp.message
     cam.wait(10)
     c.wait_until(lambda: len(c.targets_since()) >= 30, 10)
@@ -101,7 +91,7 @@ def test_reinit_new_track_id_reset_idle_and_buffered_stamps(rig, tiny_dytrack_fi
     c.wait_for_tracker()
     cam = CameraStream(c, frames, rate=30.0, loop=True).start()
     try:
-        first = init_when_ready(c, (60, 90, 48, 40))
+        first = c.init_when_ready((60, 90, 48, 40))
         assert first.success, first.message
         assert "latest frame" in first.message
         # re-init on a frame still in the ring: that exact frame is used. Pick one published after the first
@@ -158,7 +148,7 @@ def test_diagnostics_and_debug_image(rig, tiny_dytrack_file, sequence):
     c = rig.client(debug_image=True)
     c.wait_for_tracker()
     cam = CameraStream(c, frames, rate=30.0).start()
-    assert init_when_ready(c, (60, 90, 48, 40)).success
+    assert c.init_when_ready((60, 90, 48, 40)).success
     assert c.wait_until(lambda: len(c.debug_images) >= 5, 10), "no debug images although subscribed"
     t = time.monotonic()
     assert c.wait_until(lambda: c.latest_diagnostics(after=t) is not None, 3)
@@ -217,7 +207,7 @@ def test_parameters_validated_at_runtime(rig, tiny_dytrack_file, sequence):
     # the accepted values are in force
     frames, _ = sequence
     cam = CameraStream(c, frames[:5], rate=30.0).start()
-    assert init_when_ready(c, (60, 90, 48, 40)).success
+    assert c.init_when_ready((60, 90, 48, 40)).success
     cam.wait(5)
     t = time.monotonic()
     assert c.wait_until(lambda: c.latest_diagnostics(after=t) is not None, 3)
@@ -309,7 +299,7 @@ def test_latest_frame_no_backlog_under_fast_camera(rig, small_random_model, sequ
     c.wait_for_tracker()
     cam = CameraStream(c, frames, rate=100.0, loop=True).start()
     try:
-        assert init_when_ready(c, (60, 90, 48, 40)).success
+        assert c.init_when_ready((60, 90, 48, 40)).success
         time.sleep(3.0)
     finally:
         cam.stop()
@@ -340,7 +330,7 @@ def test_compressed_transport(rig, tiny_dytrack_file, sequence):
     c = rig.client(compressed=True)
     c.wait_for_tracker()
     cam = CameraStream(c, frames[:20], rate=30.0, frame_id="jpeg_cam").start()
-    assert init_when_ready(c, (60, 90, 48, 40)).success
+    assert c.init_when_ready((60, 90, 48, 40)).success
     cam.wait(5)
     assert c.wait_until(lambda: len(c.targets_since()) >= 5, 5)
     assert all(m.header.frame_id == "jpeg_cam" for m in c.targets_since())
@@ -351,7 +341,7 @@ def test_sigint_clean_shutdown(rig, tiny_dytrack_file, sequence):
     c = rig.client()
     c.wait_for_tracker()
     cam = CameraStream(c, sequence[0], rate=30.0, loop=True).start()
-    assert init_when_ready(c, (60, 90, 48, 40)).success
+    assert c.init_when_ready((60, 90, 48, 40)).success
     time.sleep(0.5)
     t = time.monotonic()
     rc = node.stop(timeout=10)  # SIGINT while frames are being processed
