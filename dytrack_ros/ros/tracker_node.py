@@ -780,10 +780,20 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+        _tear_down(executor, node)
     return 0
+
+
+def _tear_down(executor, node) -> None:
+    """Stop the executor and destroy the node. After SIGINT/SIGTERM rclpy has already shut the context down,
+    so handles may be gone: failures here are the expected end of a signalled shutdown, not errors."""
+    for step in (lambda: executor.shutdown(timeout_sec=2.0), node.destroy_node, rclpy.try_shutdown):
+        try:
+            step()
+        except Exception as exc:  # InvalidHandle, RCLError: the context is already shut down
+            if rclpy.ok():
+                raise
+            node.get_logger().debug(f"shutdown: {_one_line(exc)}")
 
 
 if __name__ == "__main__":

@@ -166,7 +166,9 @@ def test_ctrl_c_during_start_up_ends_the_installed_executables_quietly(installed
         assert "Traceback" not in text and "KeyboardInterrupt" not in text, (exe, delay, text)
         codes.add(proc.returncode)
     assert 130 in codes, codes  # at least one SIGINT came while importing
-    assert codes <= {130, 0, 1}, codes
+    # -2: the signal arrived before the interpreter had installed its handler (the ROS wheels' bootstrapper
+    # re-executes Python at start-up); the process then ends the operating system's default way, silently
+    assert codes <= {130, 0, 1, -2}, codes
 
 
 def test_colcon_test_runs_the_pytest_suite(installed):
