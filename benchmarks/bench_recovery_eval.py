@@ -9,7 +9,7 @@ and off (resumable result folders, one thread) and prints:
 - the tracker's time per frame from ``<seq>_time.txt``: p50 / p99 / max over frames in normal
   tracking vs frames spent lost/searching (what the eval machine measured while running).
 
-    python benchmarks/bench_recovery_eval.py --root /tmp/recov_data --results /tmp/recov_runs \
+    python benchmarks/bench_recovery_eval.py --root outputs/recovery_data --results outputs/recovery_runs \
         [--presets hard,easy] [--sequences 8] [--frames 150] [--seed 2026] [--json out.json]
 """
 from __future__ import annotations
