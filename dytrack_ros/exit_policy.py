@@ -81,7 +81,9 @@ class ExitPolicy:
     def for_model(cls, exit_layers: Sequence[int], thresholds: Iterable[float] | float | None = None) -> "ExitPolicy":
         """Policy for a model; ``thresholds=None`` means full depth (1.0 at every early exit)."""
         layers = tuple(exit_layers)
-        if thresholds is None or (not isinstance(thresholds, (int, float)) and len(list(thresholds)) == 0):
+        if thresholds is not None and not isinstance(thresholds, (int, float, str)):
+            thresholds = list(thresholds)  # once: a generator would be used up by the check below
+        if thresholds is None or (isinstance(thresholds, list) and not thresholds):
             thresholds = [1.0] * (len(layers) - 1) + [0.0] if layers else []
         return cls(layers, thresholds)
 

@@ -78,6 +78,7 @@ def test_every_stage_runs_in_order_and_forced_exits_match_the_full_trace(inputs)
     b.set_template(template)
     every = b.infer_all(search)
     assert [o.exit_layer for o in every] == [1, 2, 4] and len(every[-1].stage_ms) == 3
+    assert every[-1].stage_pred_iou == pytest.approx([o.pred_iou for o in every])
     for k in range(3):
         forced = b.infer_to_exit(search, k)
         assert forced.exit_index == k and len(forced.stage_ms) == k + 1

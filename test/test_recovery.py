@@ -185,3 +185,19 @@ def test_recovery_config_validation():
         with pytest.raises(ConfigError):
             TrackerConfig(**bad)
     assert TrackerConfig.from_dict({"redetect_scales": [1.0, 0.5]}).redetect_scales == (1.0, 0.5)
+
+
+def test_switching_recovery_off_while_lost_ends_the_lost_state(vanish):
+    """A runtime change (node parameter `recovery`) while lost: tracking resumes from the held box instead of
+    reporting a stale loss, and switching recovery back on starts from that state."""
+    frames, gt = vanish
+    tracker = Tracker.from_model(SMALL, RuntimeOptions(threads=1), config=TrackerConfig())
+    tracker.initialize(frames[0], gt[0])
+    for f in frames[1:VISIBLE_UNTIL + 12]:
+        r = tracker.track(f)
+    assert r.status.target_lost and r.lost_frames > 0
+    tracker.set_config(tracker.config.replace(recovery=False))
+    r = tracker.track(frames[VISIBLE_UNTIL + 12])
+    assert r.lost_frames == 0 and r.status not in (TrackStatus.SEARCHING, TrackStatus.REDETECTED)
+    tracker.set_config(tracker.config.replace(recovery=True))
+    assert tracker.track(frames[VISIBLE_UNTIL + 13]).status is not TrackStatus.SEARCHING

@@ -43,6 +43,22 @@ def test_exit_rule_on_recorded_frames_first_passing_exit_and_last_always():
     # the vectorised rule is the per-frame rule the backends apply
     policy = ExitPolicy.for_model(layers, [0.5, 0.5, 0.0])
     assert [policy.first_exit(row) for row in q] == policy.first_exits(q).tolist()
+    assert ExitPolicy.for_model(layers, (t for t in (0.5, 0.5, 0.0))) == policy  # a generator is read once
+
+
+def test_trace_runs_through_losses_with_recovery_configured(model, toy):
+    """A tracker configured with lost-target recovery still yields every exit on every frame while tracing
+    (recovery is off for the trace and the tracker's configuration comes back afterwards)."""
+    from dytrack_ros.config import TrackerConfig
+    from dytrack_ros.tracker import Tracker
+    from dytrack_ros.train.calibrate import as_tracker
+
+    _, seqs = toy
+    always_lost = TrackerConfig(uncertain_threshold=1.0, lost_threshold=1.0, lost_after_frames=1, recovery=True)
+    tracker = Tracker(as_tracker(model).backend, always_lost)
+    trace = trace_sequence(tracker, seqs[0], [0.5, 0.5, 0.0])
+    assert trace.pred_iou.shape == (7, 3) and np.isfinite(trace.pred_iou).all()
+    assert tracker.config == always_lost
 
 
 @pytest.mark.slow

@@ -184,10 +184,11 @@ class Backend(ABC):
         outs = []
         for k in range(self.num_stages):
             t0 = time.perf_counter()
-            self.run_stage(k)
+            pred = self.run_stage(k)
             dt = (time.perf_counter() - t0) * 1e3
             out = self.stage_output(k)
             out.stage_ms = (outs[-1].stage_ms if outs else []) + [dt]
+            out.stage_pred_iou = (outs[-1].stage_pred_iou if outs else []) + [pred]
             outs.append(out)
         return outs
 

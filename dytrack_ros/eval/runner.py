@@ -249,13 +249,6 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def read_result_boxes(path: Path) -> np.ndarray:
-    """Read a ``<seq>.txt`` result file (comma, tab or space separated) as an (N, 4) array."""
-    from dytrack_ros.data.readers import parse_boxes
-
-    return parse_boxes(path)
-
-
 def sequence_done(results_dir: Path, seq: Sequence) -> bool:
     """A sequence is finished when its box file holds one line per frame."""
     path = Path(results_dir) / f"{seq.name}.txt"

@@ -168,6 +168,10 @@ class Tracker:
         self.backend.set_exit_thresholds(thresholds)
 
     def set_config(self, config: TrackerConfig) -> None:
+        """Apply a new tracker configuration now. Switching recovery off while the target is lost ends the lost
+        state (tracking resumes from the held box); the recovery counts are kept."""
+        if self.config.recovery and not config.recovery and self._recovery.lost:
+            self._recovery.reset(self._state)
         self.config = config
 
     # latency budget -------------------------------------------------------------
@@ -332,12 +336,15 @@ class Tracker:
         held = rec.held_box(tc, w, h)
         windows: list = []
         reacquired = False
+        ctrl = self._budget
+        policy = ctrl.policy() if ctrl is not None else self.exit_policy
         if rec.candidate is not None:
             crop = sample_target(frame, rec.candidate, cfg.search_factor, cfg.search_size)
             t1 = time.perf_counter()
-            out = self.backend.infer(normalize(crop.patch))
+            out = self.backend.infer(normalize(crop.patch), policy)
             t2 = time.perf_counter()
             found, score = self._decode_at(out, crop, rec.candidate, tc.use_hann_window)
+            _check_finite(found, score, "verifying a re-detected candidate")
             found = clip_box(found, h, w, tc.clip_margin)
             reacquired = rec.verify(found, score, tc)
             exit_layer, exit_index, stage_ms = out.exit_layer, out.exit_index, tuple(out.stage_ms)
@@ -354,13 +361,11 @@ class Tracker:
                        for i, (o, c, b) in enumerate(zip(outs, crops, [held] + windows))]
             best = max(range(len(decoded)), key=lambda i: decoded[i][1])
             found, score = decoded[best]
+            _check_finite(found, score, "searching")
             found = clip_box(found, h, w, tc.clip_margin)
             reacquired = rec.propose(found, score, tc)
             exit_layer, exit_index = outs[best].exit_layer, outs[best].exit_index
             stage_ms = (sum(o.stage_ms[-1] for o in outs),)
-        if not all(math.isfinite(v) for v in (*found, score)):
-            raise TrackerOutputError(f"the network gave a non-finite result while searching (score {score}); "
-                                     "the model weights are likely broken")
         if reacquired:
             rec.reacquired(found)
             self._status.reset()
@@ -377,8 +382,8 @@ class Tracker:
         timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
                    "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
         return TrackResult(tuple(float(v) for v in box), float(score), status, exit_layer, cfg.depth, None, timings,
-                           self._frame_index, exit_index, stage_ms, (), self.exit_thresholds, False, None,
-                           lost_frames, rec.last_confident, len(windows))
+                           self._frame_index, exit_index, stage_ms, (), policy.thresholds, False,
+                           ctrl.state() if ctrl is not None else None, lost_frames, rec.last_confident, len(windows))
 
     def _decode_at(self, out: BackendOutput, crop: Crop, centre_box, use_window: bool):
         """Like :meth:`_decode`, for a crop centred on ``centre_box`` instead of the state."""
@@ -391,3 +396,10 @@ class Tracker:
         box_norm, score = decode(out.score_map, out.size_map, out.offset_map, self.config.use_hann_window)
         box = map_box_back(box_norm, self._state, self.model_config.search_size / crop.resize_factor)
         return box, score
+
+
+def _check_finite(box, score: float, doing: str) -> None:
+    """Refuse a non-finite network answer before it changes any state (broken weights)."""
+    if not all(math.isfinite(v) for v in (*box, score)):
+        raise TrackerOutputError(f"the network gave a non-finite result while {doing} (score {score}); the model "
+                                 "weights are likely broken; the target state is kept")

@@ -70,11 +70,14 @@ def as_tracker(model: TrackerNet | Backend | Tracker, device: str | None = None,
 def trace_sequence(model: TrackerNet | Backend | Tracker, seq: Sequence, thresholds: Seq[float] | None = None,
                    device: str | None = None) -> SequenceTrace:
     """Track ``seq`` with the real :class:`Tracker` in trace mode: the trajectory follows the exit rule at
-    ``thresholds`` (None = full depth) while every exit's answer is recorded."""
+    ``thresholds`` (None = full depth) while every exit's answer is recorded. Lost-target recovery is off while
+    tracing (its lost frames run no exit rule); the tracker's configuration is restored afterwards."""
     tracker = as_tracker(model, device)
     policy = ExitPolicy.for_model(tracker.exit_layers, thresholds)
-    saved = tracker.exit_policy
+    saved, saved_config = tracker.exit_policy, tracker.config
     tracker.backend.exit_policy = policy
+    # the plain tracking trajectory: recovery's lost frames run no exit rule, so they would record no exits
+    tracker.set_config(saved_config.replace(recovery=False))
     try:
         tracker.initialize(read_rgb(seq.frames[0]), seq.init_box)
         pq, tq, ex, boxes = [], [], [], [tuple(seq.init_box)]
@@ -91,6 +94,7 @@ def trace_sequence(model: TrackerNet | Backend | Tracker, seq: Sequence, thresho
         seconds = time.perf_counter() - t0
     finally:
         tracker.backend.exit_policy = saved
+        tracker.set_config(saved_config)
     k = policy.num_stages
     return SequenceTrace(seq.name, np.asarray(pq, dtype=np.float64).reshape(-1, k),
                          np.asarray(tq, dtype=np.float64).reshape(-1, k), np.asarray(ex, dtype=np.int64),
