@@ -22,16 +22,11 @@ from typing import Any, Callable
 
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
+from ..tracker.status import TrackStatus
 from .click_init import ClickBox
 from .detections import best_detection, load_vision_msgs, target_detections
 
 IDLE_HINT = "idle: call ~/init_target or click two corners"
-# TrackedTarget status codes whose box is a target (tracking, uncertain, redetected); the others are no target.
-LOST_STATUSES = ("lost", "searching")
-EXTRA_DEFAULTS: dict[str, Any] = {
-    "init_from_detections": True, "init_detections_while_lost": False, "init_class_ids": "", "init_min_score": 0.5,
-    "click_init": True, "debug_image_idle_rate": 2.0, "debug_jpeg_quality": 80, "publish_camera_info": True,
-}
 
 
 class _Tee:
@@ -61,7 +56,6 @@ class NodeExtras:
         self._click = ClickBox()
         self._last_idle_pub = 0.0
         self._last_idle_seq = -1
-        self._target_status = "idle"
         out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
         from geometry_msgs.msg import Point
         from sensor_msgs.msg import CameraInfo, CompressedImage
@@ -91,15 +85,13 @@ class NodeExtras:
         return self._debug
 
     def _on_target(self, msg) -> None:
-        from ..msg import TrackedTarget
-
-        names = {v: k for k, v in vars(TrackedTarget).items() if k.startswith("STATUS_") and isinstance(v, int)}
-        status = names.get(int(msg.status), "STATUS_IDLE")[len("STATUS_"):].lower()
-        self._target_status = status
         if self.det_pub is None:
             return
+        from ..msg import TrackedTarget
+
+        # idle, lost and searching messages carry no target box (the held box of a lost target is no target)
         box = None
-        if status not in ("idle", *LOST_STATUSES):
+        if msg.status not in (TrackedTarget.STATUS_IDLE, TrackedTarget.STATUS_LOST, TrackedTarget.STATUS_SEARCHING):
             box = (msg.center_x - msg.size_x / 2.0, msg.center_y - msg.size_y / 2.0, msg.size_x, msg.size_y)
         self.det_pub.publish(target_detections(self.vm, msg.header, box, msg.score, msg.track_id))
 
@@ -167,8 +159,10 @@ class NodeExtras:
     def _on_init_detections(self, arr) -> None:
         if not self._param("init_from_detections") or not self.node._active:
             return
-        status = self._target_status if self.node.tracker.initialized else "idle"
-        if status != "idle" and not (status in LOST_STATUSES and self._param("init_detections_while_lost")):
+        # the node's status changes under its lock as soon as an init succeeds (before any ~/target is published),
+        # so a detection that follows an init at once sees "tracking" and does not initialise again
+        status = self.node._status
+        if status != "idle" and not (TrackStatus(status).target_lost and self._param("init_detections_while_lost")):
             return
         classes = [c.strip() for c in str(self._param("init_class_ids")).split(",") if c.strip()]
         pick = best_detection(arr, classes, float(self._param("init_min_score")))

@@ -130,6 +130,7 @@ def test_detections_out_and_init_from_a_detector(rig, tiny_dytrack_file, sequenc
                           _detection(vm, (150, 20, 40, 40), 0.99, "car", "other-class"),  # not in init_class_ids
                           _detection(vm, box, 0.8, "person", "wanted")]
         detector.publish(arr)
+        detector.publish(arr)  # at once: arrives before the first track's ~/target and must not re-initialise
         assert wait_for(lambda: any(r.msg.track_id == 1 for r in c.targets), 15), node.output()
         assert wait_for(lambda: any(m.detections for _, m in detections), 10), node.output()
         # while tracking, further detections do not re-initialise
