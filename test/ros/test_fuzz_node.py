@@ -19,8 +19,10 @@ from dytrack_ros.ros.client import CameraStream, ns_to_time
 
 SEED = 20261130
 MB = 1024 * 1024
-ISSUE_BOXES = [(10.0, 10.0, 1e-300, 1e-300), (10.0, 10.0, 1e200, 1e200), (10.0, 10.0, 1e150, 1e150),
-               (10.0, 10.0, 1e6, 1e6), (-5e8, -5e8, 1e9, 1e9), (-3840.0, -3880.0, 8000.0, 8000.0)]
+# init boxes that used to end the node: widths/heights 1e-300, 1e200, 1e150, 1e6, a 1e9 box far off the image and
+# an 8000 px box around a small image
+HOSTILE_BOXES = [(10.0, 10.0, 1e-300, 1e-300), (10.0, 10.0, 1e200, 1e200), (10.0, 10.0, 1e150, 1e150),
+                 (10.0, 10.0, 1e6, 1e6), (-5e8, -5e8, 1e9, 1e9), (-3840.0, -3880.0, 8000.0, 8000.0)]
 
 
 def vm_hwm(pid: int) -> int:
@@ -56,7 +58,7 @@ def test_hostile_jpeg_headers_and_init_boxes_never_grow_or_end_the_node(rig, tin
         time.sleep(0.05)
     base = vm_hwm(node.proc.pid)
 
-    # the issue's flood: 629-byte JPEGs claiming 6000x6000, one claiming 16000x16000, while tracking
+    # a flood of 629-byte JPEGs whose headers claim 6000x6000, then one claiming 16000x16000, while tracking
     t = time.monotonic()
     stamps = []
     for i, (w, h) in enumerate([(6000, 6000)] * 20 + [(16000, 16000)]):
@@ -65,12 +67,12 @@ def test_hostile_jpeg_headers_and_init_boxes_never_grow_or_end_the_node(rig, tin
         c.publish_raw(CompressedImage(header=Header(stamp=ns_to_time(stamp)), format="jpeg",
                                       data=jpeg_claiming(w, h)))
         time.sleep(0.03)
-    # init on one of them (the frame with that stamp) and with every box of the issue on a good frame
+    # init on one of them (the frame with that stamp), then with each of HOSTILE_BOXES on a good frame
     r = c.init((10, 10, 20, 20), stamps[-1])
     assert not r.success and "exceeds the limit" in r.message, r.message
     c.publish(good)
     time.sleep(0.2)
-    for box in ISSUE_BOXES:
+    for box in HOSTILE_BOXES:
         r = c.init(box)
         assert not r.success and r.track_id == 0 and r.message and "\n" not in r.message, (box, r.message)
     assert node.alive()
