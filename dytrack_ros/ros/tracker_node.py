@@ -205,7 +205,10 @@ class TrackerNode(LifecycleNode):
         self._tracker_services = [
             self.create_service(InitTarget, "~/init_target", self._on_init, callback_group=self._service_group),
             self.create_service(Trigger, "~/reset", self._on_reset, callback_group=self._service_group)]
-        self._worker = threading.Thread(target=self._work_loop, name="tracker_worker", daemon=True)
+        # the worker gets its own buffer: should a deactivate's join time out, the old worker still ends when that
+        # buffer closes and never takes frames from the buffer of a later activation
+        self._worker = threading.Thread(target=self._work_loop, args=(self.buffer,), name="tracker_worker",
+                                        daemon=True)
         self._worker.start()
         self._active = True
         info = self.tracker.backend_info
@@ -238,8 +241,9 @@ class TrackerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_processing(self) -> None:
-        """Back to inactive: no input, no services, no worker, no target; cached accelerator memory freed."""
-        self._active = False
+        """Back to inactive: no input, no services, no worker, no target (an IDLE ~/target says so, as ~/reset
+        does); cached accelerator memory freed."""
+        was_active, self._active = self._active, False
         sub = getattr(self, "image_sub", None)
         if sub is not None:
             self.destroy_subscription(sub)
@@ -255,6 +259,11 @@ class TrackerNode(LifecycleNode):
             if self.tracker is not None:
                 self.tracker.reset()
             self._status = "idle"
+            if (was_active and self.tracker is not None and getattr(self, "target_pub", None) is not None
+                    and self.context.ok()):
+                latest = self.buffer.latest()
+                header = latest.header if latest is not None else Header(stamp=self.get_clock().now().to_msg())
+                self.target_pub.publish(self._target_message(header, "idle"))
         _free_accelerator_memory()
 
     def _release(self) -> None:
@@ -473,28 +482,39 @@ class TrackerNode(LifecycleNode):
         self.get_logger().warning(reason)
 
     # ----------------------------------------------------------------- worker
-    def _work_loop(self) -> None:
-        while not self.buffer.closed:
-            frame = self.buffer.take_latest(timeout=0.2)
+    def _work_loop(self, buf: FrameBuffer) -> None:
+        while not buf.closed:
+            frame = buf.take_latest(timeout=0.2)
             if frame is None:
                 continue
             try:
-                self._process(frame)
+                self._process(frame, buf)
             except Exception as exc:  # never let one frame kill the worker
                 if not self.context.ok():
                     return  # shutting down: publishers are gone, which is no fault of the input
                 self._bad_input(f"frame skipped: {type(exc).__name__}: {_one_line(exc)}")
 
-    def _process(self, frame: Frame) -> None:
+    def _process(self, frame: Frame, buf: FrameBuffer) -> None:
         picked = time.monotonic()
+        tracker = self.tracker  # a plain read: idle frames are not decoded
+        if tracker is None or not tracker.initialized or frame.seq <= self._init_seq:
+            return
+        # decoded outside the lock (a JPEG decode for compressed transport): init, reset and parameter changes
+        # do not wait for it
+        try:
+            rgb = frame.rgb()
+        except ImageConversionError as exc:
+            self._bad_input(f"frame skipped: {exc}")
+            return
         with self._lock:
-            if not self.tracker.initialized or frame.seq <= self._init_seq:
+            # checked again under the lock: a deactivate (buffer closed), release, reset or newer init may have
+            # come in while decoding
+            if buf.closed or self.tracker is None or not self.tracker.initialized or frame.seq <= self._init_seq:
                 return
             try:
-                rgb = frame.rgb()
                 result = self.tracker.track(rgb)
                 track_ms = result.timings["total"]  # crop + network + decode, measured by the tracker
-            except (ImageConversionError, TrackerInputError) as exc:
+            except TrackerInputError as exc:
                 self._bad_input(f"frame skipped: {exc}")
                 return
             except TrackerOutputError as exc:

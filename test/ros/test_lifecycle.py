@@ -8,6 +8,7 @@ import pytest
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 
+from dytrack_ros.msg import TrackedTarget
 from dytrack_ros.ros.launcher import wait_for
 
 pytestmark = pytest.mark.slow  # node processes
@@ -71,17 +72,21 @@ def test_every_transition_through_the_lifecycle_services(rig, tiny_dytrack_file,
         time.sleep(0.05)
     assert c.wait_until(lambda: len(c.targets) >= 2, 10)
 
-    # inactive again: no input, no services, no output; the target is dropped
+    # inactive again: no input, no services; the target is dropped with an IDLE ~/target, the last one published
     assert lc.transition(Transition.TRANSITION_DEACTIVATE)
     assert lc.state() == "inactive"
     assert wait_for(lambda: c.image_pub.get_subscription_count() == 0, 5)
     assert wait_for(lambda: f"{NODE}/init_target" not in _services(c), 5)
-    n = len(c.targets)
+    inactive_stamps = set()
     for f in frames[8:12]:
-        c.publish(f)
+        stamp = c.publish(f).stamp
+        inactive_stamps.add((stamp.sec, stamp.nanosec))
         time.sleep(0.05)
+    assert c.wait_until(lambda: any(r.msg.status == TrackedTarget.STATUS_IDLE for r in c.targets), 5)
     time.sleep(0.5)
-    assert len(c.targets) == n
+    assert c.targets[-1].msg.status == TrackedTarget.STATUS_IDLE and c.targets[-1].msg.track_id == 0
+    # targets published before the deactivate may still arrive now; none is for a frame sent while inactive
+    assert not any((r.msg.header.stamp.sec, r.msg.header.stamp.nanosec) in inactive_stamps for r in c.targets)
 
     # cleanup releases the model: another model_path without a restart
     assert lc.transition(Transition.TRANSITION_CLEANUP)
