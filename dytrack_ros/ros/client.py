@@ -121,7 +121,7 @@ class TrackerClient:
         self.close()
 
     # ----------------------------------------------------------- waiting
-    def wait_for_tracker(self, timeout: float = 15.0) -> None:
+    def wait_for_tracker(self, timeout: float = 60.0) -> None:
         """Until the tracker can answer our service calls and subscribes to our image topic.
 
         ``wait_for_service`` only says that *we* have discovered the server. Discovery is

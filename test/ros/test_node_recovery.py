@@ -48,7 +48,9 @@ def test_node_reports_loss_search_and_reacquisition(rig):
     assert TrackedTarget.STATUS_LOST in codes and TrackedTarget.STATUS_SEARCHING in codes
     assert codes.count(TrackedTarget.STATUS_REDETECTED) == 1
     back = codes.index(TrackedTarget.STATUS_REDETECTED) + 1  # frame index of the re-acquisition
-    assert RETURNS_AT <= back <= RETURNS_AT + 4
+    # the in-process test pins re-acquisition within 4 frames of the return; in the node (2 inference threads
+    # beside the executor's) scores near the thresholds vary in the last digits, so allow a few frames more
+    assert RETURNS_AT <= back <= RETURNS_AT + 8
     lost = [m for m in msgs if m.status in (TrackedTarget.STATUS_LOST, TrackedTarget.STATUS_SEARCHING)]
     # lost duration from the image stamps: 0 on the frame that declares the loss, +0.1 s per frame
     assert [round(m.lost_duration, 3) for m in lost] == [round(0.1 * k, 3) for k in range(len(lost))]
