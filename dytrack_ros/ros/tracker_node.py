@@ -799,6 +799,11 @@ def main(args: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # a callback still running when SIGINT/SIGTERM shut the context down finds its handles destroyed
+        # ("cannot use Destroyable because destruction was requested"): the end of a signalled shutdown
+        if rclpy.ok():
+            raise
     finally:
         _tear_down(executor, node)
     return 0
