@@ -12,6 +12,21 @@ import sys
 
 EXECUTABLES = ("tracker_node", "video_player", "target_recorder")
 SIGINT_EXIT = 130
+_interrupted = False  # a Ctrl-C Python could not raise (it landed in an internal callback) was seen
+
+
+def _note_unraisable_interrupt(unraisable) -> None:
+    """A Ctrl-C that lands inside a callback Python cannot raise from (an import lock's weakref callback while
+    torch imports) is otherwise printed as 'Exception ignored ... KeyboardInterrupt' with a traceback and then
+    lost; remember it instead, so :func:`run` ends the start-up with 130 as for any other Ctrl-C."""
+    global _interrupted
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        _interrupted = True
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+sys.unraisablehook = _note_unraisable_interrupt  # this module is imported first by every executable
 
 
 def run(name: str, args: list[str] | None = None) -> int:
@@ -29,6 +44,8 @@ def run(name: str, args: list[str] | None = None) -> int:
             return 2
         main = importlib.import_module(f"dytrack_ros.ros.{name}").main
     except KeyboardInterrupt:
+        return SIGINT_EXIT
+    if _interrupted:
         return SIGINT_EXIT
     try:
         return main(args)
