@@ -112,15 +112,20 @@ def read_result_boxes(path: Path, frames: int, init_box, repair: bool = False) -
     return Boxes(boxes, repaired)
 
 
-def read_times(path: Path, frames: int) -> np.ndarray:
-    """Read ``<seq>_time.txt``: one finite, non-negative number of seconds per frame."""
-    values = []
+def _numbers(path: Path, what: str):
+    """(line number, text, value) of a one-number-per-line result file; a non-number is refused with file:line."""
     for lineno, line in enumerate(_lines(path), start=1):
         text = line.strip()
         try:
-            v = float(text)
+            yield lineno, text, float(text)
         except ValueError as exc:
-            raise ResultFileError(f"{path}:{lineno}: expected one number of seconds, got {text!r}") from exc
+            raise ResultFileError(f"{path}:{lineno}: expected one {what}, got {text!r}") from exc
+
+
+def read_times(path: Path, frames: int) -> np.ndarray:
+    """Read ``<seq>_time.txt``: one finite, non-negative number of seconds per frame."""
+    values = []
+    for lineno, text, v in _numbers(path, "number of seconds"):
         if not np.isfinite(v) or v < 0:
             raise ResultFileError(f"{path}:{lineno}: time {text} is not a finite number of seconds >= 0")
         values.append(v)
@@ -131,12 +136,7 @@ def read_times(path: Path, frames: int) -> np.ndarray:
 def read_exits(path: Path, frames: int, num_layers: int | None = None) -> np.ndarray:
     """Read ``<seq>_exit.txt``: one exit layer per frame, ``0..num_layers`` (``0``: no exit ran)."""
     values = []
-    for lineno, line in enumerate(_lines(path), start=1):
-        text = line.strip()
-        try:
-            v = float(text)
-        except ValueError as exc:
-            raise ResultFileError(f"{path}:{lineno}: expected one exit layer, got {text!r}") from exc
+    for lineno, text, v in _numbers(path, "exit layer"):
         if not np.isfinite(v) or v != int(v) or v < 0:
             raise ResultFileError(f"{path}:{lineno}: exit layer {text} is not an integer >= 0")
         if num_layers is not None and v > num_layers:
