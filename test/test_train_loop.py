@@ -182,3 +182,31 @@ def test_init_from_a_plain_model_file(tmp_path):
     assert torch.equal(sd["backbone.blocks.3.mlp.fc1.weight"], pd["backbone.blocks.3.mlp.fc1.weight"])
     assert torch.equal(sd["box_head.conv5_ctr.bias"], pd["box_head.conv5_ctr.bias"])
     assert float(dy.exit_heads[0].conv5_ctr.bias.detach()) == pytest.approx(-math.log(9.0))
+
+
+def test_cosine_schedule_and_its_validation(toy_root, tmp_path):
+    with pytest.raises(ConfigError, match="cosine"):
+        _cfg(toy_root, optim__schedule="cosine")
+    with pytest.raises(ConfigError, match="schedule"):
+        _cfg(toy_root, optim__schedule="linear")
+    cfg = _cfg(toy_root, optim__schedule="cosine", optim__max_steps=6, optim__warmup_steps=2, optim__epochs=5,
+               optim__min_lr_ratio=0.1)
+    res = train(cfg, tmp_path, progress=False)
+    assert res.step == 6
+    lrs = [float(line.split(",")[3]) for line in (tmp_path / "metrics.csv").read_text().splitlines()
+           if ",lr," in line]
+    # warm-up from 0.1 x lr, then a cosine down towards 0.1 x lr at step 6 (the lr logged after each step)
+    assert lrs[0] == pytest.approx(1e-3 * 0.55) and lrs[-1] == pytest.approx(1e-4)
+    assert max(lrs) == pytest.approx(1e-3) and lrs.index(max(lrs)) == 1
+
+
+@pytest.mark.slow
+def test_time_budget_plans_the_step_count(toy_root, tmp_path, capsys):
+    cfg = _cfg(toy_root, optim__schedule="cosine", optim__time_budget_min=0.001, optim__epochs=100,
+               data__samples_per_epoch=400)
+    res = train(cfg, tmp_path, progress=False)
+    # 0.06 s is spent long before the 50 probe steps end: the run stops right after planning
+    assert res.step == 50
+    assert "steps planned" in capsys.readouterr().out
+    _, info = load_model_file(tmp_path / "model.safetensors")
+    assert info["training"]["config"]["optim"]["max_steps"] == 50

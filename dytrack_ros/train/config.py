@@ -25,7 +25,9 @@ class DataSource:
     :mod:`dytrack_ros.data`), ``coco`` (still images as one-frame pseudo-videos;
     ``root`` holds ``annotations/instances_<split>.json`` and ``images/<split>/``),
     or ``synth`` (a GOT-10k-layout folder written by ``dytrack synth``; generated
-    on first use when ``generate`` is set).
+    on first use when ``generate`` is set), or ``composite`` (pairs composed on the
+    fly from a media bank folder, :mod:`dytrack_ros.data.composite`; ``split`` is the
+    bank's split, ``options`` its :class:`~dytrack_ros.data.composite.CompositeOptions`).
     """
 
     format: str
@@ -34,6 +36,7 @@ class DataSource:
     weight: float = 1.0
     sequences: tuple[str, ...] | None = None
     generate: dict | None = None  # synth only: kwargs for generate_dataset when root is missing
+    options: dict | None = None  # composite only: CompositeOptions fields
 
     def __post_init__(self) -> None:
         if self.weight <= 0:
@@ -71,12 +74,28 @@ class OptimConfig:
     lr_drop_epoch: int = 240
     lr_gamma: float = 0.1
     max_steps: int = 0  # stop after this many optimiser steps (0 = run all epochs)
+    # "step": lr x lr_gamma at lr_drop_epoch (per epoch); "cosine": per step, linear warm-up over warmup_steps,
+    # then cosine from lr to lr * min_lr_ratio at max_steps (needs max_steps or time_budget_min)
+    schedule: str = "step"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.02
+    # > 0: after the first PROBE_STEPS steps, max_steps is set so that the run ends within this many minutes of
+    # wall time (for a lent machine with a fixed time budget); the steps actually run are in the model file's info
+    time_budget_min: float = 0.0
     amp: bool = True  # mixed precision, CUDA only
     drop_path: float = 0.1
     # optional candidate-elimination keep-rate warm-up (OSTrack-CE): 1.0 until ce_start,
     # cosine to the model's ratio at ce_end
     ce_warmup_start: int = 20
     ce_warmup_end: int = 100
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("step", "cosine"):
+            raise ConfigError(f"optim.schedule must be 'step' or 'cosine', got {self.schedule!r}")
+        if self.schedule == "cosine" and not (self.max_steps > 0 or self.time_budget_min > 0):
+            raise ConfigError("optim.schedule 'cosine' needs optim.max_steps or optim.time_budget_min > 0")
+        if self.warmup_steps < 0 or self.time_budget_min < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError("need optim.warmup_steps >= 0, optim.time_budget_min >= 0, 0 <= optim.min_lr_ratio <= 1")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..config import ModelConfig
+from ..data.composite import CompositeOptions, CompositePairs, MediaBank
 from ..data.sequence import DatasetError, Sequence
 from ..image_io import ImageReadError, read_image
 from ..tracker.preprocess import normalize, sample_target
@@ -65,9 +66,21 @@ def load_coco(root: str | Path, split: str | None = "train2017", min_size: float
     return seqs
 
 
-def load_source(src: DataSource, coco_min_size: float = 50.0) -> list[Sequence]:
-    """Read one configured data source (generating synthetic data on first use if asked)."""
+def load_source(src: DataSource, coco_min_size: float = 50.0) -> list[Sequence] | CompositePairs:
+    """Read one configured data source (generating synthetic data on first use if asked).
+
+    Video, still-image and synthetic sources give their sequences; a ``composite`` source gives the pair
+    composer itself (it has no sequences: every pair is a new scene).
+    """
     fmt = src.format.lower().replace("-", "")
+    if fmt == "composite":
+        try:
+            options = CompositeOptions(**dict(src.options or {}))
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(f"data source composite:{src.root}: bad options: {exc}") from exc
+        return CompositePairs(MediaBank.load(src.root, src.split or "train"), options)
+    if src.options:
+        raise DatasetError(f"data source {src.format}:{src.root}: 'options' applies to composite sources only")
     if fmt == "coco":
         seqs = load_coco(src.root, src.split, coco_min_size)
     else:
@@ -134,15 +147,19 @@ class PairDataset(Dataset):
     box centre, ``source`` (dataset index).
     """
 
-    def __init__(self, sources: Seq[Seq[Sequence]], weights: Seq[float], cfg: DataConfig, model_cfg: ModelConfig,
-                 seed: int = 0) -> None:
-        if not sources or any(len(s) == 0 for s in sources):
+    def __init__(self, sources: Seq[Seq[Sequence] | CompositePairs], weights: Seq[float], cfg: DataConfig,
+                 model_cfg: ModelConfig, seed: int = 0) -> None:
+        if not sources or any(not isinstance(s, CompositePairs) and len(s) == 0 for s in sources):
             raise PairSamplingError("every data source needs at least one sequence")
         if len(weights) != len(sources):
             raise PairSamplingError(f"{len(sources)} sources but {len(weights)} weights")
         w = np.asarray(weights, dtype=np.float64)
         self.sources, self._usable = [], []
         for i, src in enumerate(sources):
+            if isinstance(src, CompositePairs):
+                self.sources.append(src)
+                self._usable.append([])
+                continue
             kept = [(s, usable_frames(s)) for s in src]
             kept = [(s, u) for s, u in kept if u.size]
             if not kept:
@@ -197,9 +214,9 @@ class PairDataset(Dataset):
             return None
         return patch, box
 
-    def _try_sample(self, rng: np.random.Generator) -> dict[str, torch.Tensor] | None:
+    def _sequence_crops(self, src: int, rng: np.random.Generator):
+        """Template and search crops of two frames of one sequence, or None when a crop is unusable."""
         cfg, m = self.cfg, self.mcfg
-        src = int(rng.choice(len(self.sources), p=self.probs))
         si = int(rng.integers(len(self.sources[src])))
         seq, usable = self.sources[src][si], self._usable[src][si]
         ti, xi = self._pick_frames(seq, usable, rng)
@@ -209,9 +226,25 @@ class PairDataset(Dataset):
                        cfg.template_center_jitter, cfg.template_scale_jitter, rng)
         x = self._crop(x_frame, seq.gt[xi], m.search_factor, m.search_size,
                        cfg.search_center_jitter, cfg.search_scale_jitter, rng)
-        if t is None or x is None:
+        return None if t is None or x is None else (t, x)
+
+    def _try_sample(self, rng: np.random.Generator) -> dict[str, torch.Tensor] | None:
+        cfg, m = self.cfg, self.mcfg
+        src = int(rng.choice(len(self.sources), p=self.probs))
+        source = self.sources[src]
+        if isinstance(source, CompositePairs):
+            crops = source.sample(rng, m.template_size, m.template_factor, m.search_size, m.search_factor,
+                                  cfg.search_center_jitter, cfg.search_scale_jitter)
+            if crops is not None:
+                x_box = crops[1][1]
+                cx, cy = x_box[0] + 0.5 * x_box[2], x_box[1] + 0.5 * x_box[3]
+                if not (0.0 <= cx < 1.0 and 0.0 <= cy < 1.0) or min(x_box[2], x_box[3]) * m.search_size < 1:
+                    crops = None
+        else:
+            crops = self._sequence_crops(src, rng)
+        if crops is None:
             return None
-        (t_patch, t_box), (x_patch, x_box) = t, x
+        (t_patch, t_box), (x_patch, x_box) = crops
         if rng.random() < cfg.grayscale_prob:
             t_patch, x_patch = _gray(t_patch), _gray(x_patch)
         if rng.random() < cfg.flip_prob:

@@ -19,7 +19,9 @@ Everything that differs between methods lives in the objective
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -47,6 +49,7 @@ from .pairs import EpochSampler, PairDataset
 
 CKPT_FORMAT = "dytrack_ros.train_ckpt/1"
 KEEP_CHECKPOINTS = 2  # step files kept besides latest.pt
+PROBE_STEPS = 40  # with optim.time_budget_min: steps timed (after 10 warm-up steps) before max_steps is planned
 
 
 @dataclass
@@ -196,8 +199,14 @@ class TrainingRun:
         oc = cfg.optim
         self.trainable = [p for p in objective.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(objective.param_groups(oc), lr=oc.lr, weight_decay=oc.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=max(1, oc.lr_drop_epoch),
-                                                         gamma=oc.lr_gamma)
+        self.total_steps = oc.max_steps
+        if oc.schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.cosine_factor)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=max(1, oc.lr_drop_epoch),
+                                                             gamma=oc.lr_gamma)
+        self.t_fit = 0.0
+        self.t_probe = 0.0
         self.use_amp = oc.amp and di.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if self.use_amp and not torch.cuda.is_bf16_supported() else None
         self.sampler = EpochSampler(len(dataset), oc.batch_size, di.rank, di.world_size)
@@ -208,6 +217,39 @@ class TrainingRun:
         self.ckpt_dir = out / "checkpoints"
         self.wrapped: torch.nn.Module = objective
         self.log: MetricsLog | None = None
+
+    def cosine_factor(self, step: int) -> float:
+        """LR multiplier of the cosine schedule at optimiser step ``step`` (before the plan is known: 1)."""
+        oc = self.cfg.optim
+        if step < oc.warmup_steps:
+            return 0.1 + 0.9 * step / oc.warmup_steps
+        total = self.total_steps
+        if total <= 0:
+            return 1.0
+        t = min(1.0, (step - oc.warmup_steps) / max(1, total - oc.warmup_steps))
+        return oc.min_lr_ratio + (1.0 - oc.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    def plan_steps(self) -> None:
+        """With ``optim.time_budget_min``: set the step count from the measured step time (same on every rank)."""
+        oc, di = self.cfg.optim, self.di
+        if not oc.time_budget_min or self.step != PROBE_STEPS + 10:
+            if self.step == 10:
+                self.t_probe = time.perf_counter()
+            return
+        per_step = (time.perf_counter() - self.t_probe) / PROBE_STEPS
+        left = oc.time_budget_min * 60.0 - (time.perf_counter() - self.t_fit)
+        planned = self.step + max(0, int(left / per_step))
+        if oc.max_steps:
+            planned = min(planned, oc.max_steps)
+        if di.distributed:
+            t = torch.tensor([planned], device=di.device)
+            dist.broadcast(t, src=0)
+            planned = int(t)
+        self.total_steps = planned
+        self.cfg = dataclasses.replace(self.cfg, optim=dataclasses.replace(oc, max_steps=planned))
+        if di.is_main:
+            print(f"time budget {oc.time_budget_min:g} min: {per_step * 1000:.1f} ms/step measured, "
+                  f"{planned} steps planned", flush=True)
 
     # ------------------------------------------------------------------ setup
     def resume(self, path: Path) -> None:
@@ -240,13 +282,15 @@ class TrainingRun:
     def fit(self) -> None:
         """Epochs until ``optim.epochs`` or ``optim.max_steps``; a checkpoint at every epoch end (and at a stop)."""
         self.start()
+        self.t_fit = time.perf_counter()
         stop = False
         while self.epoch < self.cfg.optim.epochs and not stop:
             stop = self.run_epoch()
             if not stop:
                 self.epoch += 1
                 self.position = 0
-                self.scheduler.step()
+                if self.cfg.optim.schedule == "step":
+                    self.scheduler.step()
             self.checkpoint()
         self.log.close()
         self.objective.end_training()
@@ -272,6 +316,8 @@ class TrainingRun:
             if self.step % cfg.log_every == 0 or self.step == 1:
                 self.log_step(stats, time.perf_counter() - t0)
             t0 = time.perf_counter()
+            self.plan_steps()
+            oc = self.cfg.optim
             if oc.max_steps and self.step >= oc.max_steps:
                 stop = True
                 break
@@ -292,6 +338,8 @@ class TrainingRun:
             raise TrainingError(f"non-finite loss {loss.item()} at step {self.step}")
         self.optimise(loss)
         self.step += 1
+        if self.cfg.optim.schedule == "cosine":
+            self.scheduler.step()
         self.position += self.cfg.optim.batch_size
         return float(loss.detach()), stats
 
