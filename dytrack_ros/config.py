@@ -205,6 +205,13 @@ class TrackerConfig:
     redetect_scales: tuple[float, ...] = (1.0, 0.75, 1.33)  # window scales, relative to the last target size
     reacquire_threshold: float = 0.4  # confidence a re-detected box needs (each agreeing frame)
     reacquire_frames: int = 2  # consecutive agreeing frames that re-acquire the target
+    # Box size update (tracker/postprocess.py update_size): the centre follows the network; the size moves
+    # towards the prediction by size_lr (times the confidence with size_lr_by_score), then changes by at most
+    # the factor max_scale_change per frame. Why: the search region is search_factor times the last box, and the
+    # network over-estimates small targets in the crop, so an unbounded size feeds on itself.
+    max_scale_change: float = 0.0  # largest new/old (and old/new) ratio of width and of height per frame; 0: none
+    size_lr: float = 1.0  # new size = old + size_lr * (predicted - old); 1: take the prediction
+    size_lr_by_score: bool = False  # multiply size_lr by the frame's confidence (SiamFC/SiamRPN)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lost_threshold <= self.uncertain_threshold <= 1.0:
@@ -216,7 +223,7 @@ class TrackerConfig:
             raise ConfigError(f"lost_after_frames must be >= 1, got {self.lost_after_frames}")
         if int(self.clip_margin) < 0:
             raise ConfigError(f"clip_margin must be >= 0, got {self.clip_margin}")
-        for key in ("recovery", "hold_low_scores"):
+        for key in ("recovery", "hold_low_scores", "size_lr_by_score"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} must be true or false, got {_brief(getattr(self, key))}")
         for key, low in (("hold_frames", 0), ("redetect_after_frames", 0), ("redetect_windows", 0),
@@ -229,6 +236,15 @@ class TrackerConfig:
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
                     or not low <= value <= 10.0:
                 raise ConfigError(f"{key} must be a number in [{low:g}, 10], got {_brief(value)}")
+        value = self.max_scale_change
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                or not (value == 0 or 1.0 <= value <= 10.0):
+            raise ConfigError(f"max_scale_change must be 0 (no bound) or a number in [1, 10] (largest per-frame "
+                              f"ratio of new to old width and height), got {_brief(value)}")
+        value = self.size_lr
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < value <= 1.0:
+            raise ConfigError(f"size_lr must be a number in (0, 1] (1: the size follows the network), "
+                              f"got {_brief(value)}")
         value = self.reacquire_threshold
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
             raise ConfigError(f"reacquire_threshold must be in [0, 1], got {_brief(value)}")

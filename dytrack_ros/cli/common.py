@@ -91,8 +91,8 @@ def budget_config_from_args(args: argparse.Namespace) -> BudgetConfig | None:
 
 
 def add_recovery_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """--recovery/--no-recovery and the main knobs of lost-target recovery; unset knobs keep the
-    TrackerConfig (or --tracker-config file) values."""
+    """--recovery/--no-recovery and the main knobs of lost-target recovery, and the box size update options;
+    unset knobs keep the TrackerConfig (or --tracker-config file) values."""
     d = TrackerConfig()
     g = p.add_argument_group("lost-target recovery (DyTrack/OSTrack models)")
     g.add_argument("--recovery", action=argparse.BooleanOptionalAction, default=None,
@@ -106,13 +106,25 @@ def add_recovery_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
                    help=f"confidence a re-detected box needs on each agreeing frame (default: {d.reacquire_threshold})")
     g.add_argument("--reacquire-frames", type=int, default=None, metavar="K",
                    help=f"agreeing frames that re-acquire the target (default: {d.reacquire_frames})")
+    s = p.add_argument_group("box size update (DyTrack/OSTrack models)")
+    s.add_argument("--max-scale-change", type=float, default=None, metavar="R",
+                   help=f"largest per-frame ratio of new to old box width and height; 0: no bound "
+                        f"(default: {d.max_scale_change:g})")
+    s.add_argument("--size-lr", type=float, default=None, metavar="LR",
+                   help=f"box size smoothing: new = old + LR * (predicted - old); 1: no smoothing "
+                        f"(default: {d.size_lr:g})")
+    s.add_argument("--size-lr-by-score", action=argparse.BooleanOptionalAction, default=None,
+                   help="multiply --size-lr by the frame's confidence "
+                        f"(default: {'on' if d.size_lr_by_score else 'off'})")
     return g
 
 
-_RECOVERY_ARGS = ("recovery", "redetect_windows", "redetect_after_frames", "reacquire_threshold", "reacquire_frames")
+_RECOVERY_ARGS = ("recovery", "redetect_windows", "redetect_after_frames", "reacquire_threshold", "reacquire_frames",
+                  "max_scale_change", "size_lr", "size_lr_by_score")
 
 
 def tracker_config_from_args(args: argparse.Namespace, base: TrackerConfig | None = None) -> TrackerConfig:
-    """``base`` (default TrackerConfig()) with the recovery options given on the command line applied."""
+    """``base`` (default TrackerConfig()) with the recovery and box size options given on the command line
+    applied."""
     changes = {k: getattr(args, k) for k in _RECOVERY_ARGS if getattr(args, k, None) is not None}
     return (base or TrackerConfig()).replace(**changes)

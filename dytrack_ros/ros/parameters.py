@@ -56,6 +56,7 @@ class ParamSpec:
 MODEL, EXITS, BUDGET, INPUT, OUTPUTS = ("model", "early exits and status", "latency budget", "input",
                                         "outputs and health")
 RECOVERY = "lost-target recovery"
+SIZE = "box size update"
 VIEWERS = "initialisation from detections and clicks, viewers"
 
 # Order: the generated YAML and README follow it (ros2 param list sorts anyway).
@@ -103,6 +104,15 @@ PARAMS: tuple[ParamSpec, ...] = (
               "each agreeing frame.", RECOVERY, float_range=(0.0, 1.0)),
     ParamSpec("reacquire_frames", _TRACKER_DEFAULTS.reacquire_frames, "Consecutive agreeing frames (same place, "
               "similar size) that re-acquire the target.", RECOVERY, int_range=(1, 100)),
+    ParamSpec("max_scale_change", float(_TRACKER_DEFAULTS.max_scale_change), "Largest per-frame ratio of new to "
+              "old box width and height (both ways) while tracking; 0: no bound. The search region is a multiple of "
+              "the last box, so a size over-estimate otherwise feeds on itself. Re-acquisition is not bounded.", SIZE,
+              float_range=(0.0, 10.0)),
+    ParamSpec("size_lr", float(_TRACKER_DEFAULTS.size_lr), "Box size smoothing while tracking: new size = old + "
+              "size_lr x (predicted - old); the centre is not smoothed. 1: the network's size.", SIZE,
+              float_range=(0.0, 1.0)),
+    ParamSpec("size_lr_by_score", _TRACKER_DEFAULTS.size_lr_by_score, "Multiply size_lr by the frame's score, so "
+              "low-confidence frames change the size less.", SIZE),
     ParamSpec("latency_budget_ms", float(_BUDGET_DEFAULTS.latency_budget_ms), "Hold the p95 of the tracker's time "
               "per frame at this many ms by choosing the exit threshold on every frame (DyTrack models); 0: off, "
               "exit_thresholds apply.", BUDGET, float_range=(0.0, 100000.0)),
@@ -156,11 +166,11 @@ SPECS = {p.name: p for p in PARAMS}
 RUNTIME_TRACKER_PARAMS = ("uncertain_threshold", "lost_threshold", "lost_after_frames", "recovery", "hold_low_scores",
                           "hold_frames",
                           "search_growth", "max_search_scale", "redetect_after_frames", "redetect_windows",
-                          "reacquire_threshold", "reacquire_frames")
+                          "reacquire_threshold", "reacquire_frames", "max_scale_change", "size_lr", "size_lr_by_score")
 _INT_TRACKER_PARAMS = ("lost_after_frames", "hold_frames", "redetect_after_frames", "redetect_windows",
                        "reacquire_frames")
 _FLOAT_TRACKER_PARAMS = ("uncertain_threshold", "lost_threshold", "search_growth", "max_search_scale",
-                         "reacquire_threshold")
+                         "reacquire_threshold", "max_scale_change", "size_lr")
 BUDGET_PARAMS = ("latency_budget_ms", "target_depth", "deadline", "threshold_floor")
 
 
@@ -212,7 +222,7 @@ def tracker_config_with(current: TrackerConfig, changes: Mapping[str, Any]) -> T
     for k in _FLOAT_TRACKER_PARAMS:
         if k in updates:
             updates[k] = float(updates[k])
-    for k in ("recovery", "hold_low_scores"):
+    for k in ("recovery", "hold_low_scores", "size_lr_by_score"):
         if k in updates:
             updates[k] = bool(updates[k])
     try:

@@ -68,3 +68,24 @@ def clip_box(box_xywh, height: int, width: int, margin: int = 10) -> tuple[float
     w = max(mx, x2 - x1)
     h = max(my, y2 - y1)
     return (x1, y1, w, h)
+
+
+def update_size(pred_xywh, prev_xywh, lr: float = 1.0, max_ratio: float = 0.0) -> tuple[float, float, float, float]:
+    """The predicted box with its size moved from ``prev_xywh`` towards the prediction, centre kept.
+
+    Width and height each become ``old + lr * (pred - old)`` and then change by at most the factor
+    ``max_ratio`` (0: unbounded) from the old size. Why: the search region is a multiple of the last box, so an
+    over-estimated size widens the next crop, makes the target smaller in it and is over-estimated again; a
+    bounded, smoothed size keeps that loop from running away (SiamFC/SiamRPN smooth the size the same way).
+    """
+    x, y, w, h = (float(v) for v in pred_xywh)
+    pw, ph = float(prev_xywh[2]), float(prev_xywh[3])
+    cx, cy = x + 0.5 * w, y + 0.5 * h
+    new = []
+    for old, pred in ((pw, w), (ph, h)):
+        size = old + lr * (pred - old)
+        if max_ratio > 0:
+            size = min(max(size, old / max_ratio), old * max_ratio)
+        new.append(size)
+    nw, nh = new
+    return (cx - 0.5 * nw, cy - 0.5 * nh, nw, nh)

@@ -19,7 +19,7 @@ from ..config import TrackerConfig
 from ..exit_policy import ExitPolicy
 from ..runtime_options import RuntimeOptions
 from .budget import BudgetConfig, BudgetController, BudgetState, ExitSweep
-from .postprocess import clip_box, decode, map_box_back
+from .postprocess import clip_box, decode, map_box_back, update_size
 from .preprocess import Crop, normalize, sample_target
 from .recovery import Recovery, RecoveryCounts
 from .status import StatusWindow, TrackStatus
@@ -294,6 +294,7 @@ class Tracker:
             decoded = [self._decode(o, crop) if o is not out else (box, score) for o in outs]
             candidates = tuple(ExitCandidate(o.exit_index, o.exit_layer, o.pred_iou, b, s)
                                for o, (b, s) in zip(outs, decoded))
+        box = self._smoothed_size(box, score)
         box = clip_box(box, frame.shape[0], frame.shape[1], self.config.clip_margin)
         status = self._status.update(score, self.config)
         self._state = box
@@ -310,6 +311,15 @@ class Tracker:
                            out.pred_iou, timings, self._frame_index, out.exit_index, tuple(out.stage_ms), candidates,
                            policy.thresholds, out.cut_by_deadline, state, self._recovery.lost_frames,
                            self._recovery.last_confident)
+
+    def _smoothed_size(self, box, score: float) -> tuple[float, float, float, float]:
+        """The network's box with the size update of the config (smoothing, per-frame bound) against the state.
+        Only frames tracked from the state go through it: a re-acquisition takes the re-detected size as it is."""
+        tc = self.config
+        lr = float(tc.size_lr) * (min(max(score, 0.0), 1.0) if tc.size_lr_by_score else 1.0)
+        if lr == 1.0 and not tc.max_scale_change:
+            return box  # the network's box unchanged (no rounding through the centre)
+        return update_size(box, self._state, lr, float(tc.max_scale_change))
 
     # lost-target recovery -------------------------------------------------------------------------
     def _recover_after_track(self, frame: np.ndarray, box, score: float, status: TrackStatus):
