@@ -1,0 +1,87 @@
+"""Synthetic sequences whose every background is a high-contrast striped image (GOT-10k layout).
+
+Why: a box that grows frame after frame was reported on a distinct photo patch moving slowly over a
+striped background. ``dytrack synth --photos DIR`` adds a folder's images to scikit-image's backgrounds, so
+a striped image would be one background among many; this script plans and renders the sequences with the
+same generator (``dytrack_ros.data.synth``) but a library whose only background is the striped image
+(targets: scikit-image's named object crops, as in ``dytrack synth``). The striped image is also written as
+a PNG next to the data, so the same photo can be used with ``dytrack synth --photos``.
+
+    python benchmarks/striped_synth.py --out outputs/size/striped --num-sequences 10 --seed 7201 --preset easy
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dytrack_ros.data import synth
+
+
+def striped_image(width: int = 1024, height: int = 768, period: int = 24, angle_deg: float = 30.0) -> np.ndarray:
+    """Black/white stripes (RGB uint8) of ``period`` px at ``angle_deg``: high contrast, no object-like blob."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    a = np.deg2rad(angle_deg)
+    phase = (xx * np.cos(a) + yy * np.sin(a)) / period
+    grey = np.where((phase % 1.0) < 0.5, 235, 20).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def striped_library(stripes: np.ndarray) -> synth.PhotoLibrary:
+    """scikit-image's named targets (no photo crops) over the one striped background."""
+    base = synth.load_photo_library(None)
+    return synth.PhotoLibrary(list(base.targets), [synth.Photo("stripes", stripes)])
+
+
+def write_sequence(split_dir: Path, index: int, preset: synth.SynthPreset, seed: int, frames: int,
+                   size: tuple[int, int], library: synth.PhotoLibrary) -> str:
+    """Plan and render one sequence into ``split_dir`` (the layout ``dytrack synth`` writes)."""
+    plan = synth.plan_sequence(synth._sequence_rng(seed, index, preset.name), preset, frames, size, library)
+    name = "striped_" + synth.sequence_name(preset.name, index)
+    folder = split_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    cache = synth._prepare(plan, library)
+    for t in range(frames):
+        frame = synth.render_frame(plan, cache, t, preset)
+        cv2.imwrite(str(folder / f"{t + 1:08d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, synth.JPEG_QUALITY])
+    for key, values in plan.flags.items():
+        (folder / f"{key}.label").write_text("".join(f"{int(v)}\n" for v in values))
+    meta = synth._meta(name, plan, preset, seed, index, library)
+    (folder / "meta_info.ini").write_text("[METAINFO]\n" + "".join(f"{k}: {v}\n" for k, v in meta.items()))
+    tmp = folder / "groundtruth.txt.tmp"
+    tmp.write_text(synth._fmt_boxes(plan.gt))
+    os.replace(tmp, folder / "groundtruth.txt")
+    return name
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="dataset root; sequences go to OUT/<split>/")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--num-sequences", type=int, default=10)
+    ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--preset", default="easy", choices=sorted(synth.PRESETS))
+    ap.add_argument("--seed", type=int, default=7201)
+    ap.add_argument("--period", type=int, default=24, help="stripe period in background pixels")
+    args = ap.parse_args(argv)
+    stripes = striped_image(period=args.period)
+    root = Path(args.out)
+    (root / "photos").mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(root / "photos" / "stripes.png"), stripes)
+    library = striped_library(stripes)
+    split_dir = root / args.split
+    split_dir.mkdir(parents=True, exist_ok=True)
+    preset = synth.get_preset(args.preset)
+    names = [write_sequence(split_dir, i, preset, args.seed, args.frames, (640, 480), library)
+             for i in range(args.num_sequences)]
+    (split_dir / "list.txt").write_text("".join(f"{n}\n" for n in names))
+    print(f"wrote {len(names)} striped-background sequences to {split_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
