@@ -76,6 +76,28 @@ def render(frame: np.ndarray, boxes: list[tuple[tuple[float, float, float, float
     return out
 
 
+def edge_strips(frame: np.ndarray, box: tuple[float, float, float, float], band: int, scale: float,
+                title: str) -> np.ndarray:
+    """The four edges of ``box`` side by side, each a ``2*band`` px strip around the edge, enlarged, 5 px grid.
+
+    Why: judging whether an edge sits on the object's boundary is easiest close up, relative to the drawn line.
+    """
+    x, y, w, h = box
+    strips = []
+    for cx, cy, cw, ch in ((x - band, y - band, 2 * band, h + 2 * band),      # left
+                           (x + w - band, y - band, 2 * band, h + 2 * band),  # right
+                           (x - band, y - band, w + 2 * band, 2 * band),      # top
+                           (x - band, y + h - band, w + 2 * band, 2 * band)):  # bottom
+        strips.append(render(frame, [(box, (0, 255, 0))], (cx, cy, cw, ch), scale, 5, 50, ""))
+    left = montage(strips[:2], 2)
+    right = np.vstack(strips[2:])
+    hh = max(left.shape[0], right.shape[0])
+    pad = [np.pad(a, ((0, hh - a.shape[0]), (0, 0), (0, 0)), constant_values=255) for a in (left, right)]
+    out = np.hstack(pad)
+    cv2.putText(out, title, (4, hh - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 255), 1, cv2.LINE_AA)
+    return out
+
+
 def montage(tiles: list[np.ndarray], cols: int) -> np.ndarray:
     h = max(t.shape[0] for t in tiles)
     w = max(t.shape[1] for t in tiles)
@@ -105,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="enlargement (nearest neighbour)")
     ap.add_argument("--grid", type=int, default=20, help="grid spacing in original pixels")
     ap.add_argument("--label-every", type=int, default=100, help="label grid lines at multiples of this")
+    ap.add_argument("--edges", type=int, default=0,
+                    help="instead of the frame: the four box edges close up, each a strip of +-N px")
     ap.add_argument("--montage", action="store_true", help="one sheet of all frames instead of one PNG each")
     ap.add_argument("--cols", type=int, default=4)
     args = ap.parse_args(argv)
@@ -150,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.pad is not None and boxes and np.isfinite(boxes[0][0]).all():
             bx, by, bw, bh = boxes[0][0]
             crop = (bx - args.pad, by - args.pad, bw + 2 * args.pad, bh + 2 * args.pad)
-        tile = render(frames[f], boxes, crop, args.scale, args.grid, args.label_every, title)
+        if args.edges and boxes:
+            tile = edge_strips(frames[f], boxes[0][0], args.edges, args.scale, title)
+        else:
+            tile = render(frames[f], boxes, crop, args.scale, args.grid, args.label_every, title)
         if args.montage:
             tiles.append(tile)
         else:
