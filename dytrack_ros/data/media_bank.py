@@ -231,7 +231,12 @@ def font_codepoints(path: Path) -> list[int]:
 
 
 def render_glyph(font, codepoint: int) -> np.ndarray | None:
-    """One glyph as straight-alpha BGRA (colour bitmaps kept), or None when it renders nothing."""
+    """One glyph as straight-alpha BGRA (colour bitmaps kept), or None when it renders nothing.
+
+    Drawn on opaque black and on opaque white: the difference gives the coverage and the black rendering the
+    colour times coverage, so the result is straight alpha whatever Pillow does on transparent canvases (it
+    leaves premultiplied-looking dark fringes there).
+    """
     from PIL import Image, ImageDraw
 
     ch = chr(codepoint)
@@ -240,12 +245,20 @@ def render_glyph(font, codepoint: int) -> np.ndarray | None:
         w, h = box[2] - box[0], box[3] - box[1]
         if w <= 0 or h <= 0:
             return None
-        canvas = Image.new("RGBA", (w + 8, h + 8), (0, 0, 0, 0))
-        ImageDraw.Draw(canvas).text((4 - box[0], 4 - box[1]), ch, font=font, embedded_color=True,
-                                    fill=(255, 255, 255, 255))
+        shots = []
+        for bg in (0, 255):
+            canvas = Image.new("RGB", (w + 8, h + 8), (bg, bg, bg))
+            ImageDraw.Draw(canvas).text((4 - box[0], 4 - box[1]), ch, font=font, embedded_color=True,
+                                        fill=(255, 255, 255))
+            shots.append(np.asarray(canvas).astype(np.float32))
     except (OSError, ValueError):
         return None
-    rgba = np.asarray(canvas)
+    on_black, on_white = shots
+    alpha = np.clip(1.0 - (on_white - on_black).mean(axis=2, keepdims=True) / 255.0, 0.0, 1.0)
+    rgb = np.where(alpha > 1e-3, on_black / np.maximum(alpha, 1e-3), 0.0)
+    rgba = np.clip(np.concatenate([rgb, alpha * 255.0], axis=2) + 0.5, 0, 255).astype(np.uint8)
+    if not rgba[..., 3].any():
+        return None
     return cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)
 
 
