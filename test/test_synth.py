@@ -118,3 +118,39 @@ def test_bad_arguments(tmp_path):
         generate_sequence(size=(32, 32))
     with pytest.raises(SynthError, match="photo folder not found"):
         load_photo_library(str(tmp_path / "missing"))
+
+
+def _noise_photos(folder, n: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"p{i}.png"), rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+
+
+def test_photos_only_uses_just_the_folder(tmp_path):
+    _noise_photos(tmp_path / "photos", 3)
+    lib = load_photo_library(tmp_path / "photos", photos_only=True)
+    assert lib.describe() == {"targets": ["p0_crop", "p1_crop", "p2_crop"], "backgrounds": ["p0", "p1", "p2"]}
+    with_skimage = load_photo_library(tmp_path / "photos")
+    assert len(with_skimage.backgrounds) > 3  # the default still adds scikit-image's photos
+
+
+def test_photos_only_dataset_and_cli(tmp_path):
+    from dytrack_ros.cli import main as cli_main
+
+    photos = tmp_path / "photos"
+    _noise_photos(photos, 2)
+    rc = cli_main(["synth", "--out", str(tmp_path / "ds"), "--num-sequences", "2", "--frames", "4", "--size", "96x72",
+                   "--photos", str(photos), "--photos-only", "--seed", "3", "--split", "test", "--quiet"])
+    assert rc == 0
+    for name in ("synth_medium_000001", "synth_medium_000002"):
+        meta = (tmp_path / "ds/test" / name / "meta_info.ini").read_text()
+        assert "object_class: p0_crop" in meta or "object_class: p1_crop" in meta
+        assert "background: p0" in meta or "background: p1" in meta
+    with pytest.raises(SynthError, match="needs a photo folder"):
+        generate_dataset(tmp_path / "x", 1, frames=4, size=(96, 72), photos_only=True, progress=False)
+    _noise_photos(tmp_path / "one", 1)
+    with pytest.raises(SynthError, match="at least 2 usable photos"):
+        generate_dataset(tmp_path / "y", 1, frames=4, size=(96, 72), photo_dir=tmp_path / "one", photos_only=True,
+                         progress=False)
+    assert not (tmp_path / "y").exists()

@@ -43,6 +43,9 @@ def add_parser(sub) -> None:
     p.add_argument("--photos", default=None, metavar="DIR",
                    help="extra photos (jpg/png) used as backgrounds and target crops, e.g. data/media/photos "
                         "filled by scripts/fetch_media.sh (default: scikit-image photos only)")
+    p.add_argument("--photos-only", action="store_true",
+                   help="use only the --photos folder, without scikit-image's photos (evaluation sets from "
+                        "sources never used for training, e.g. data/bank/test/backgrounds)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         paths = generate_dataset(args.out, args.num_sequences, preset=args.preset, seed=args.seed, frames=args.frames,
                                  size=args.size, split=args.split, photo_dir=args.photos, workers=args.workers,
-                                 progress=not args.quiet, start_index=args.start_index)
+                                 progress=not args.quiet, start_index=args.start_index,
+                                 photos_only=args.photos_only)
     except (SynthError, OSError) as exc:
         print(f"dytrack synth: error: {exc}", file=sys.stderr)
         return 2

@@ -31,7 +31,9 @@ Ground-truth conventions (GOT-10k layout, written by :func:`generate_dataset`):
 
 Photos: scikit-image's bundled photos (CC0 / public domain; always
 available), plus, optionally, every image in a folder such as the one
-``scripts/fetch_media.sh`` fills (``data/media/photos``).
+``scripts/fetch_media.sh`` fills (``data/media/photos``). With
+``photos_only`` the folder is the whole library (no scikit-image photos),
+so an evaluation set can be built from sources never used for training.
 """
 from __future__ import annotations
 
@@ -159,18 +161,21 @@ def _skimage_photo(name: str) -> np.ndarray:
     return img
 
 
-def load_photo_library(photo_dir: str | Path | None = None) -> PhotoLibrary:
+def load_photo_library(photo_dir: str | Path | None = None, photos_only: bool = False) -> PhotoLibrary:
     """scikit-image photos plus every image in ``photo_dir`` (each used as a background and as a target crop).
 
+    ``photos_only``: the folder's images alone (keeps evaluation sets free of the training photos).
     Loaded once per process and folder (decoding the photos costs ~0.4 s).
     """
-    return _load_photo_library(None if photo_dir is None else str(Path(photo_dir).resolve()))
+    if photos_only and photo_dir is None:
+        raise SynthError("photos_only needs a photo folder")
+    return _load_photo_library(None if photo_dir is None else str(Path(photo_dir).resolve()), bool(photos_only))
 
 
 @functools.lru_cache(maxsize=4)
-def _load_photo_library(photo_dir: str | None) -> PhotoLibrary:
+def _load_photo_library(photo_dir: str | None, photos_only: bool = False) -> PhotoLibrary:
     targets, backgrounds = [], []
-    for tname, (src, box) in _SKIMAGE_TARGETS.items():
+    for tname, (src, box) in ({} if photos_only else _SKIMAGE_TARGETS).items():
         img = _skimage_photo(src)
         alpha = None
         if img.ndim == 3 and img.shape[2] == 4:
@@ -183,7 +188,7 @@ def _load_photo_library(photo_dir: str | None) -> PhotoLibrary:
             x, y, w, h = box
             rgb = np.ascontiguousarray(rgb[y:y + h, x:x + w])
         targets.append(Photo(tname, rgb, alpha, source=src))
-    for bname in _SKIMAGE_BACKGROUNDS:
+    for bname in () if photos_only else _SKIMAGE_BACKGROUNDS:
         backgrounds.append(Photo(bname, _to_rgb(_skimage_photo(bname))))
     if photo_dir is not None:
         folder = Path(photo_dir)
@@ -198,6 +203,9 @@ def _load_photo_library(photo_dir: str | None) -> PhotoLibrary:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             backgrounds.append(Photo(path.stem, rgb))
             targets.append(Photo(f"{path.stem}_crop", rgb, source=path.stem))  # random crop chosen per sequence
+    if photos_only and len(backgrounds) < 2:  # a target's own photo is never its background
+        raise SynthError(f"--photos-only needs at least 2 usable photos (>= 64 px) in {photo_dir}, "
+                         f"found {len(backgrounds)}")
     return PhotoLibrary(targets, backgrounds)
 
 
@@ -358,7 +366,8 @@ def plan_sequence(
 
     want_oov = rng.random() < preset.out_of_view and n >= 40
     centres, _ = _target_path(rng, n, size, (base_w, base_h), preset, want_oov)
-    boxes = np.column_stack([np.round(centres[:, 0] - ws / 2), np.round(centres[:, 1] - hs / 2), ws, hs]).astype(np.int64)
+    boxes = np.column_stack([np.round(centres[:, 0] - ws / 2), np.round(centres[:, 1] - hs / 2), ws, hs])
+    boxes = boxes.astype(np.int64)
     velocity = np.vstack([np.zeros((1, 2)), np.diff(centres, axis=0)])
 
     # illumination: global ramps plus a slower target-only gain
@@ -426,7 +435,8 @@ def plan_sequence(
         # keep distractors away from the target on the first frame so initialisation is unambiguous
         if np.linalg.norm(path[0] - centres[0]) < 1.2 * max(base_w, base_h):
             path[:, 0] = np.where(path[:, 0] < W / 2, path[:, 0] + W / 2, path[:, 0] - W / 2)
-        distractors.append(DistractorPlan(path, float(rng.uniform(0.8, 1.2)), float(rng.uniform(0.8, 1.15)), bool(rng.integers(2))))
+        distractors.append(DistractorPlan(path, float(rng.uniform(0.8, 1.2)), float(rng.uniform(0.8, 1.15)),
+                                          bool(rng.integers(2))))
 
     plan = SequencePlan(size, ti, crop, bi, bg_scale, boxes, velocity, target_gain, global_gain, camera, shake,
                         occluders, distractors)
@@ -638,7 +648,9 @@ def _check_args(frames: int, size: tuple[int, int]) -> tuple[int, int]:
     return w, h
 
 
-def _meta(name: str, plan: SequencePlan, preset: SynthPreset, seed: int, index: int, library: PhotoLibrary) -> dict[str, str]:
+def _meta(
+    name: str, plan: SequencePlan, preset: SynthPreset, seed: int, index: int, library: PhotoLibrary
+) -> dict[str, str]:
     return {
         "url": "synthetic (dytrack synth)",
         "begin_frame": "1",
@@ -655,12 +667,12 @@ def _meta(name: str, plan: SequencePlan, preset: SynthPreset, seed: int, index: 
 
 def iter_sequence(
     index: int, preset: str | SynthPreset = "medium", seed: int = 0, frames: int = 100,
-    size: tuple[int, int] = (640, 480), photo_dir: str | Path | None = None,
+    size: tuple[int, int] = (640, 480), photo_dir: str | Path | None = None, photos_only: bool = False,
 ) -> tuple[SequencePlan, dict[str, str], Iterator[np.ndarray]]:
     """Plan sequence ``index`` of the (seed, preset) family and return (plan, meta, lazy frame iterator)."""
     preset_obj = get_preset(preset)
     size = _check_args(frames, size)
-    library = load_photo_library(photo_dir)
+    library = load_photo_library(photo_dir, photos_only)
     plan = plan_sequence(_sequence_rng(seed, index, preset_obj.name), preset_obj, int(frames), size, library)
     meta = _meta(sequence_name(preset_obj.name, index), plan, preset_obj, seed, index, library)
     cache = _prepare(plan, library)
@@ -674,10 +686,10 @@ def sequence_name(preset: str, index: int) -> str:
 
 def generate_sequence(
     index: int = 0, preset: str | SynthPreset = "medium", seed: int = 0, frames: int = 100,
-    size: tuple[int, int] = (640, 480), photo_dir: str | Path | None = None,
+    size: tuple[int, int] = (640, 480), photo_dir: str | Path | None = None, photos_only: bool = False,
 ) -> SynthSequence:
     """Generate one sequence in memory (RGB frames + exact GT); deterministic in (index, preset, seed, photos)."""
-    plan, meta, it = iter_sequence(index, preset, seed, frames, size, photo_dir)
+    plan, meta, it = iter_sequence(index, preset, seed, frames, size, photo_dir, photos_only)
     name = sequence_name(get_preset(preset).name, index)
     return SynthSequence(name, list(it), plan.gt.copy(), plan.flags["absence"] == 0, dict(plan.flags),
                          dict(plan.attributes), meta)
@@ -688,8 +700,8 @@ def _fmt_boxes(gt: np.ndarray) -> str:
 
 
 def _write_one(args: tuple) -> tuple[str, int]:
-    out_dir, index, preset, seed, frames, size, photo_dir = args
-    plan, meta, it = iter_sequence(index, preset, seed, frames, size, photo_dir)
+    out_dir, index, preset, seed, frames, size, photo_dir, photos_only = args
+    plan, meta, it = iter_sequence(index, preset, seed, frames, size, photo_dir, photos_only)
     folder = Path(out_dir) / sequence_name(get_preset(preset).name, index)
     folder.mkdir(parents=True, exist_ok=True)
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
@@ -711,7 +723,7 @@ def _write_one(args: tuple) -> tuple[str, int]:
 def generate_dataset(
     out_dir: str | Path, num_sequences: int, preset: str | SynthPreset = "medium", seed: int = 0,
     frames: int = 100, size: tuple[int, int] = (640, 480), split: str = "val", photo_dir: str | Path | None = None,
-    workers: int = 1, progress: bool = True, start_index: int = 0,
+    workers: int = 1, progress: bool = True, start_index: int = 0, photos_only: bool = False,
 ) -> list[Path]:
     """Write ``num_sequences`` sequences in GOT-10k layout under ``out_dir/<split>/`` and return their folders.
 
@@ -723,6 +735,7 @@ def generate_dataset(
         if preset_obj.name in PRESETS and PRESETS[preset_obj.name] != preset_obj:
             raise SynthError(f"a custom preset needs its own name (not {preset_obj.name!r})")
     _check_args(frames, size)
+    load_photo_library(photo_dir, photos_only)  # bad photo options fail here, before any folder is made
     if int(num_sequences) < 1:
         raise SynthError(f"num_sequences must be >= 1, got {num_sequences}")
     split_dir = Path(out_dir) / split
@@ -731,7 +744,8 @@ def generate_dataset(
     names = [sequence_name(preset_obj.name, i) for i in indices]
     todo = [i for i, nm in zip(indices, names) if not (split_dir / nm / "groundtruth.txt").is_file()]
     pdir = None if photo_dir is None else str(photo_dir)
-    jobs = [(str(split_dir), i, preset_obj, int(seed), int(frames), tuple(size), pdir) for i in todo]
+    jobs = [(str(split_dir), i, preset_obj, int(seed), int(frames), tuple(size), pdir, bool(photos_only))
+            for i in todo]
     from tqdm import tqdm
 
     bar = tqdm(total=len(jobs) * int(frames), unit="frame", desc="synth", disable=not progress)
