@@ -99,7 +99,8 @@ def test_hold_lost_search_then_reacquire_far_away(vanish):
         r = results[i - 1]
         dx = r.box[0] + r.box[2] / 2 - (last_seen[0] + 20)
         dy = r.box[1] + r.box[3] / 2 - (last_seen[1] + 20)
-        assert -3 <= dx <= 2 * cfg.hold_frames + 6 and abs(dy) <= 6, (i, r.box)
+        # 8 px: the last confident centre moves by up to 6.4 px vertically with the default size bound (1.02)
+        assert -3 <= dx <= 2 * cfg.hold_frames + 6 and abs(dy) <= 8, (i, r.box)
         assert r.last_confident_box is not None and iou(r.last_confident_box, last_seen) > 0.6
     assert results[RETURNS_AT - 2].box == results[RETURNS_AT - 3].box  # prediction over: held still
     # lost, then searching with the per-frame window budget, lost duration counting up

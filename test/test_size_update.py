@@ -102,7 +102,7 @@ def test_confidence_weighted_lr_uses_the_frame_score():
     (the trace's answering candidate is the raw box); the centre is the network's."""
     frames = _target_frames(4)
     tracker = Tracker.from_model(SMALL, RuntimeOptions(threads=1),
-                                 config=TrackerConfig(size_lr=0.5, size_lr_by_score=True))
+                                 config=TrackerConfig(size_lr=0.5, size_lr_by_score=True, max_scale_change=0.0))
     tracker.initialize(frames[0], (200.0, 140.0, 64.0, 64.0))
     for f in frames[1:]:
         old = tracker.state
