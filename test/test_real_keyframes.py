@@ -1,0 +1,76 @@
+"""Keyframe files: the parser's errors, and the shipped model on a short real clip (cup.mp4) against them.
+
+The cup test takes about 2 s (61 frames, one thread), so it is not marked slow.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dytrack_ros.eval.keyframes import KeyframeFileError, parse_keyframes, read_video_frames
+from dytrack_ros.eval.metrics import iou_continuous
+
+REPO = Path(__file__).resolve().parents[1]
+CUP = REPO / "data" / "media" / "cup.mp4"
+CUP_KEYFRAMES = REPO / "benchmarks" / "keyframes" / "cup.txt"
+MODEL = REPO / "models" / "dytrack_small.safetensors"
+# Mean keyframe IoU of the shipped model on frames 0-60 of cup.mp4 (6 keyframes 10..60), one thread, measured
+# 2026-12-01: 0.372 (per keyframe 0.41 0.23 0.32 0.27 0.43 0.57; the model is trained on synthetic data only).
+# The floor sits below it; OpenCV CSRT / KCF / MedianFlow reach 0.86 / 0.83 / 0.87 on keyframes 10..50.
+CUP_60_FLOOR = 0.25
+
+
+def test_shipped_keyframe_files_parse():
+    for path in sorted((REPO / "benchmarks" / "keyframes").glob("*.txt")):
+        kf = parse_keyframes(path)
+        assert len(kf) >= 20 and kf.present.any(), path
+        assert {"video", "sha256", "frames", "resolution", "annotator", "date"} <= set(kf.header), path
+        assert (np.diff(kf.frames) == 10).all(), path  # every 10th frame
+
+
+@pytest.mark.parametrize("line, message", [
+    ("10,1,2,3", "5 fields"),
+    ("10,1,2,x,4", "not a number"),
+    ("10,1,2,0,4", "positive width"),
+    ("10,nan,2,3,4", "all four box values are nan"),
+    ("-1,1,2,3,4", "negative frame"),
+    ("0,1,2,3,4", "must increase"),
+])
+def test_bad_keyframe_line_names_file_and_line(tmp_path, line, message):
+    path = tmp_path / "v.txt"
+    path.write_text(f"# video: v.mp4\n0,1,2,3,4\n{line}\n")
+    with pytest.raises(KeyframeFileError, match=message) as err:
+        parse_keyframes(path)
+    assert f"{path}:3" in str(err.value)
+
+
+def test_nan_keyframe_is_absent(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_text("0,1,2,3,4\n10,nan,nan,nan,nan\n")
+    kf = parse_keyframes(path)
+    assert kf.present.tolist() == [True, False]
+    with pytest.raises(KeyframeFileError, match="no keyframe lines"):
+        (tmp_path / "e.txt").write_text("# only a header\n")
+        parse_keyframes(tmp_path / "e.txt")
+
+
+@pytest.mark.skipif(not CUP.is_file(), reason="data/media/cup.mp4 absent (scripts/fetch_media.sh fetches it)")
+def test_shipped_model_on_first_60_frames_of_cup():
+    import cv2
+
+    from dytrack_ros.runtime_options import RuntimeOptions
+    from dytrack_ros.tracker import Tracker
+
+    kf = parse_keyframes(CUP_KEYFRAMES)
+    frames = read_video_frames(CUP, 61)
+    tracker = Tracker.from_model(MODEL, RuntimeOptions(device="cpu", precision="fp32", threads=1))
+    tracker.initialize(cv2.cvtColor(frames[0], cv2.COLOR_BGR2RGB), tuple(kf.boxes[0]))
+    boxes = {}
+    for i in range(1, 61):
+        boxes[i] = tracker.track(cv2.cvtColor(frames[i], cv2.COLOR_BGR2RGB)).box
+    sel = [(int(f), b) for f, b in zip(kf.frames, kf.boxes) if 0 < f <= 60]
+    assert len(sel) == 6
+    iou = iou_continuous(np.array([boxes[f] for f, _ in sel]), np.array([b for _, b in sel]))
+    assert iou.mean() >= CUP_60_FLOOR, iou
