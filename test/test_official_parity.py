@@ -120,7 +120,8 @@ def tracking_sd(small_sd):
 def test_tracking_run_matches_reference_tracker(tracking_sd, ce):
     model, _ = build_from_state_dict(dict(tracking_sd), "tracking", ce=ce, num_heads=HEADS)
     frames, init = _sequence(n=12)
-    ours = Tracker(load_backend(model, backend="torch"), TrackerConfig())
+    # the official tracker takes the predicted size as is: no per-frame scale bound, no size smoothing
+    ours = Tracker(load_backend(model, backend="torch"), TrackerConfig(max_scale_change=0.0, size_lr=1.0))
     theirs = ref.ReferenceTracker(tracking_sd, HEADS, CE_LOC if ce else ())
     ours.initialize(frames[0], init)
     theirs.initialize(frames[0], init)
