@@ -35,6 +35,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .synth import SKIMAGE_BACKGROUNDS, skimage_background
+
 FORMAT_VERSION = 1
 SPLITS = ("train", "calib", "test")
 KINDS = ("backgrounds", "objects")
@@ -62,12 +64,6 @@ DEFAULT_MAX_TRAIN_OBJECTS = 2500
 DEFAULT_SEED = 0
 BLOCK = 4096  # file sizes are counted in whole filesystem blocks, as `du` does
 RESERVE_BYTES = 1_000_000  # kept free for manifest.json and directory entries
-
-# The scikit-image photos the synthetic generator uses as backgrounds (bundled with the wheel, no download).
-SKIMAGE_PHOTOS = (
-    "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina", "immunohistochemistry", "brick",
-    "grass", "gravel", "camera", "moon", "stereo_motorcycle", "coins", "cell", "clock", "page", "text",
-)
 
 
 class MediaBankError(RuntimeError):
@@ -359,19 +355,10 @@ def _list_skimage(_: Path) -> list[Candidate]:
         raise MediaBankError("scikit-image is needed for its bundled photos (pip install scikit-image)") from exc
 
     def load(name: str) -> np.ndarray:
-        from skimage import data as skdata
+        return cv2.cvtColor(skimage_background(name), cv2.COLOR_RGB2BGR)
 
-        img = getattr(skdata, name)()
-        if isinstance(img, tuple):  # stereo_motorcycle -> (left, right, disparity)
-            img = img[0]
-        img = np.asarray(img)
-        if img.dtype == bool:
-            img = img.astype(np.uint8) * 255
-        if img.ndim == 2:
-            return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-        return cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2BGR)
-
-    return [Candidate("scikit-image", f"skimage.data.{n}", lambda n=n: load(n)) for n in SKIMAGE_PHOTOS]
+    # the photos the synthetic generator uses as backgrounds (bundled with the wheel, no download)
+    return [Candidate("scikit-image", f"skimage.data.{n}", lambda n=n: load(n)) for n in SKIMAGE_BACKGROUNDS]
 
 
 def default_sources() -> list[SourceSpec]:

@@ -117,7 +117,7 @@ _SKIMAGE_TARGETS: dict[str, tuple[str, tuple[int, int, int, int] | None]] = {
     "coin": ("coins", (18, 8, 70, 68)),
     "logo": ("logo", None),  # RGBA: a non-rectangular target with an exact box
 }
-_SKIMAGE_BACKGROUNDS = (
+SKIMAGE_BACKGROUNDS = (
     "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina", "immunohistochemistry", "brick",
     "grass", "gravel", "camera", "moon", "stereo_motorcycle", "coins", "cell", "clock", "page", "text",
 )
@@ -161,6 +161,11 @@ def _skimage_photo(name: str) -> np.ndarray:
     return img
 
 
+def skimage_background(name: str) -> np.ndarray:
+    """scikit-image's bundled photo ``name`` as RGB uint8 (grey and binary photos expanded to three channels)."""
+    return _to_rgb(_skimage_photo(name))
+
+
 def load_photo_library(photo_dir: str | Path | None = None, photos_only: bool = False) -> PhotoLibrary:
     """scikit-image photos plus every image in ``photo_dir`` (each used as a background and as a target crop).
 
@@ -188,8 +193,8 @@ def _load_photo_library(photo_dir: str | None, photos_only: bool = False) -> Pho
             x, y, w, h = box
             rgb = np.ascontiguousarray(rgb[y:y + h, x:x + w])
         targets.append(Photo(tname, rgb, alpha, source=src))
-    for bname in () if photos_only else _SKIMAGE_BACKGROUNDS:
-        backgrounds.append(Photo(bname, _to_rgb(_skimage_photo(bname))))
+    for bname in () if photos_only else SKIMAGE_BACKGROUNDS:
+        backgrounds.append(Photo(bname, skimage_background(bname)))
     if photo_dir is not None:
         folder = Path(photo_dir)
         if not folder.is_dir():
