@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -115,6 +116,16 @@ def test_layout_and_manifest(built):
     listed = {e["file"] for s in on_disk["splits"].values() for k in s.values() for e in k}
     written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"}
     assert listed == written
+
+
+def test_malformed_manifest_names_the_file(tmp_path):
+    path = tmp_path / "manifest.json"
+    path.write_text("{not json")
+    with pytest.raises(mb.MediaBankError, match=re.escape(f"{path}: not a media bank manifest")):
+        mb.load_manifest(tmp_path)
+    path.write_text(json.dumps({"format_version": 1, "splits": {"train": {}}}))
+    with pytest.raises(mb.MediaBankError, match=re.escape(f"{path}: not a media bank manifest (KeyError")):
+        mb.load_manifest(tmp_path)
 
 
 def test_split_by_source(built):

@@ -41,7 +41,6 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "calib", "test")
 KINDS = ("backgrounds", "objects")
 RASTER_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-VECTOR_EXTS = (".svg", ".svgz")
 
 # Background filters / output (see module docstring).
 BG_MIN_SIDE = 200  # shortest side before scaling
@@ -259,13 +258,11 @@ def render_glyph(font, codepoint: int) -> np.ndarray | None:
 
 
 # ----------------------------------------------------------------------------- source listers
-def _rasters(root: Path) -> tuple[list[Path], int]:
-    """Sorted regular raster files under root (symlinks skipped: they alias other files) and the vector count."""
+def _rasters(root: Path) -> list[Path]:
+    """Sorted regular raster files under root (symlinks skipped: they alias other files)."""
     if not root.is_dir():
-        return [], 0
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
-    vectors = sum(p.suffix.lower() in VECTOR_EXTS for p in files)
-    return [p for p in files if p.suffix.lower() in RASTER_EXTS], vectors
+        return []
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and p.suffix.lower() in RASTER_EXTS)
 
 
 def _file_candidates(source: str, pkg_root: Path, files: list[Path]) -> list[Candidate]:
@@ -274,7 +271,7 @@ def _file_candidates(source: str, pkg_root: Path, files: list[Path]) -> list[Can
 
 def _dir_lister(source: str, subdir: str) -> Callable[[Path], list[Candidate]]:
     def lister(pkg_root: Path) -> list[Candidate]:
-        files, _ = _rasters(pkg_root / subdir)
+        files = _rasters(pkg_root / subdir)
         return _file_candidates(source, pkg_root, files)
 
     return lister
@@ -294,7 +291,7 @@ def desktop_base_picture(origin: str) -> str:
 
 def _list_desktop_base(pkg_root: Path) -> list[Candidate]:
     """One raster per picture: the largest usable rendering <= 4K (checked while listing: needs the pixels)."""
-    files, _ = _rasters(pkg_root / "usr")
+    files = _rasters(pkg_root / "usr")
     best: dict[str, tuple[int, Path]] = {}
     for p in files:
         img = _read_image(p)
@@ -312,7 +309,7 @@ def _list_desktop_base(pkg_root: Path) -> list[Candidate]:
 
 def _list_oxygen(pkg_root: Path) -> list[Candidate]:
     """One PNG per icon name: the largest <= 256 px (size read from the PNG header, ties -> first path)."""
-    files, _ = _rasters(pkg_root / "usr/share/icons/oxygen")
+    files = _rasters(pkg_root / "usr/share/icons/oxygen")
     best: dict[str, tuple[int, Path]] = {}
     for p in files:
         if p.suffix.lower() != ".png":
@@ -514,14 +511,18 @@ def load_manifest(bank: str | Path) -> dict:
     path = bank / "manifest.json"
     if not path.is_file():
         raise MediaBankError(f"{path} not found (build the bank: python -m dytrack_ros.data.media_bank)")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise MediaBankError(f"{path}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
-    for split in SPLITS:
-        for kind in KINDS:
-            for e in manifest["splits"][split][kind]:
-                if not (bank / e["file"]).is_file():
-                    raise MediaBankError(f"{path}: listed file {e['file']} is missing")
+    try:
+        manifest = json.loads(path.read_text())
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise MediaBankError(f"{path}: format_version {manifest.get('format_version')!r}, "
+                                 f"expected {FORMAT_VERSION}")
+        for split in SPLITS:
+            for kind in KINDS:
+                for e in manifest["splits"][split][kind]:
+                    if not (bank / e["file"]).is_file():
+                        raise MediaBankError(f"{path}: listed file {e['file']} is missing")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise MediaBankError(f"{path}: not a media bank manifest ({type(exc).__name__}: {exc})") from exc
     return manifest
 
 
