@@ -29,7 +29,6 @@ def _bank_folder(root, n_bg=3, n_obj=4):
         entries["backgrounds"].append({"file": f, "source": "test", "origin": "noise"})
     for i in range(n_obj):
         rgba = np.zeros((40 + 10 * i, 60, 4), np.uint8)
-        rgba[..., :3] = rng.integers(0, 255, 3)
         cv2.ellipse(rgba, ((30, (40 + 10 * i) // 2), (56, 36 + 10 * i), 0), (0, 0, 0, 255), -1)
         rgba[..., :3] = 200
         f = f"train/objects/{i:04d}.png"
@@ -91,6 +90,9 @@ def test_bank_loader_errors(tmp_path):
     with pytest.raises(DatasetError, match="no split 'calib'"):
         MediaBank.load(tmp_path, "calib")
     with pytest.raises(DatasetError, match="no backgrounds"):
+        MediaBank.load(tmp_path, "train")
+    (tmp_path / "manifest.json").write_text(json.dumps({"splits": {"train": {"backgrounds": [{"name": "a.jpg"}]}}}))
+    with pytest.raises(DatasetError, match="manifest.json: split 'train' is not a list"):
         MediaBank.load(tmp_path, "train")
 
 

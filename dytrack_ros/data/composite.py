@@ -141,6 +141,8 @@ class MediaBank:
                 objects.append(make_object(item["file"], cv2.cvtColor(rgba, cv2.COLOR_BGRA2RGBA)))
         except ImageReadError as exc:
             raise DatasetError(str(exc)) from exc
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise DatasetError(f"{manifest}: split {split!r} is not a list of {{'file': ...}} entries ({exc!r})") from exc
         return cls(backgrounds, objects, str(root))
 
     def __repr__(self) -> str:
@@ -339,7 +341,7 @@ class CompositePairs:
         ones = np.ones(3)
         t_layers = [_Layer(target, t_pose, ones)]
         x_layers = [_Layer(target, x_pose, ones * float(np.exp(rng.normal(0.0, 0.5 * o.gain_std))))]
-        tbox_world_size = math.sqrt(max(1.0, _area(_tight_box(t_layers[0], np.eye(3)))))
+        t_box_w = _tight_box(t_layers[0], np.eye(3))
         # context: other objects around the target (both frames, moving a little) and look-alikes (search only)
         under_t, under_x = [], []
         if rng.random() < o.clutter_prob:
@@ -371,7 +373,6 @@ class CompositePairs:
             over_x.append(_Layer(occ, self._pose(rng, occ, pos[0], pos[1], s, float(rng.normal(0, 0.5)), 1.0, 0.0),
                                  ones))
         # crops: template around its box, search around a jittered box (OSTrack's jitter)
-        t_box_w = _tight_box(t_layers[0], np.eye(3))
         x_box_w = _tight_box(x_layers[0], np.eye(3))
         t_side = template_factor * math.sqrt(_area(t_box_w))
         t_crop = _crop_from_world(t_box_w[0] + 0.5 * t_box_w[2], t_box_w[1] + 0.5 * t_box_w[3], t_side,
@@ -379,7 +380,7 @@ class CompositePairs:
         jw, jh = x_box_w[2:] * np.exp(rng.standard_normal(2) * search_scale_jitter)
         jc = x_box_w[:2] + 0.5 * x_box_w[2:] + math.sqrt(jw * jh) * search_center_jitter * (rng.random(2) - 0.5)
         x_side = search_factor * math.sqrt(jw * jh)
-        if not (x_side > 1 and t_side > 1 and tbox_world_size > 1):
+        if not (x_side > 1 and t_side > 1 and _area(t_box_w) > 1):
             return None
         x_crop = _crop_from_world(jc[0], jc[1], x_side, search_size)
         stripes = rng.random() < o.stripes_prob
