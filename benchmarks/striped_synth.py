@@ -12,7 +12,6 @@ a PNG next to the data, so the same photo can be used with ``dytrack synth --pho
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import cv2
@@ -41,20 +40,10 @@ def write_sequence(split_dir: Path, index: int, preset: synth.SynthPreset, seed:
     """Plan and render one sequence into ``split_dir`` (the layout ``dytrack synth`` writes)."""
     plan = synth.plan_sequence(synth._sequence_rng(seed, index, preset.name), preset, frames, size, library)
     name = "striped_" + synth.sequence_name(preset.name, index)
-    folder = split_dir / name
-    folder.mkdir(parents=True, exist_ok=True)
     cache = synth._prepare(plan, library)
-    for t in range(frames):
-        frame = synth.render_frame(plan, cache, t, preset)
-        cv2.imwrite(str(folder / f"{t + 1:08d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, synth.JPEG_QUALITY])
-    for key, values in plan.flags.items():
-        (folder / f"{key}.label").write_text("".join(f"{int(v)}\n" for v in values))
     meta = synth._meta(name, plan, preset, seed, index, library)
-    (folder / "meta_info.ini").write_text("[METAINFO]\n" + "".join(f"{k}: {v}\n" for k, v in meta.items()))
-    tmp = folder / "groundtruth.txt.tmp"
-    tmp.write_text(synth._fmt_boxes(plan.gt))
-    os.replace(tmp, folder / "groundtruth.txt")
+    synth.write_sequence_folder(split_dir / name, plan, meta,
+                                (synth.render_frame(plan, cache, t, preset) for t in range(frames)))
     return name
 
 

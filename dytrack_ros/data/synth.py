@@ -43,7 +43,7 @@ import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -704,13 +704,12 @@ def _fmt_boxes(gt: np.ndarray) -> str:
     return "".join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in gt)
 
 
-def _write_one(args: tuple) -> tuple[str, int]:
-    out_dir, index, preset, seed, frames, size, photo_dir, photos_only = args
-    plan, meta, it = iter_sequence(index, preset, seed, frames, size, photo_dir, photos_only)
-    folder = Path(out_dir) / sequence_name(get_preset(preset).name, index)
+def write_sequence_folder(folder: Path, plan: SequencePlan, meta: dict[str, str], frames: Iterable[np.ndarray]) -> None:
+    """Write one planned sequence in GOT-10k layout: JPEG frames, labels, ``meta_info.ini``, then
+    ``groundtruth.txt`` last, so a folder with ground truth is complete (an interrupted run resumes)."""
     folder.mkdir(parents=True, exist_ok=True)
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-    for t, frame in enumerate(it):
+    for t, frame in enumerate(frames):
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
         if not ok:
             raise RuntimeError(f"JPEG encoding failed for frame {t + 1} of {folder.name}")
@@ -718,10 +717,16 @@ def _write_one(args: tuple) -> tuple[str, int]:
     for key, values in plan.flags.items():
         (folder / f"{key}.label").write_text("".join(f"{int(v)}\n" for v in values))
     (folder / "meta_info.ini").write_text("[METAINFO]\n" + "".join(f"{k}: {v}\n" for k, v in meta.items()))
-    # ground truth last: a folder with groundtruth.txt is complete
     tmp = folder / "groundtruth.txt.tmp"
     tmp.write_text(_fmt_boxes(plan.gt))
     os.replace(tmp, folder / "groundtruth.txt")
+
+
+def _write_one(args: tuple) -> tuple[str, int]:
+    out_dir, index, preset, seed, frames, size, photo_dir, photos_only = args
+    plan, meta, it = iter_sequence(index, preset, seed, frames, size, photo_dir, photos_only)
+    folder = Path(out_dir) / sequence_name(get_preset(preset).name, index)
+    write_sequence_folder(folder, plan, meta, it)
     return folder.name, frames
 
 
