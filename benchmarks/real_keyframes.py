@@ -9,9 +9,9 @@ but not scored.
 
 Timing is interleaved: all trackers run frame by frame side by side, in an order that rotates every frame, so a
 load spike from another process on the machine hits every tracker alike. Only ``track``/``update`` calls are
-timed (decoding and colour conversion happen before). Trackers: the DyTrack model through the package's public
-``Tracker`` API with the model file's own exit thresholds (its mean executed depth is reported), and OpenCV CSRT,
-KCF (the evaluation runner's wrapper) and MedianFlow (``cv2.legacy``; skipped with a printed reason where the
+timed (decoding and colour conversion happen before). Trackers, through the evaluation runner's wrappers: the
+DyTrack model (the package's ``Tracker``) with the model file's own exit thresholds (its mean executed depth is
+reported), and OpenCV CSRT, KCF and MedianFlow (``cv2.legacy``; skipped with a printed reason where the
 installed OpenCV lacks it). No tracker parameter is tuned on these videos.
 
     python benchmarks/real_keyframes.py --threads 1   # table, JSON and contact sheets in outputs/real_keyframes
@@ -19,7 +19,6 @@ installed OpenCV lacks it). No tracker parameter is tuned on these videos.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import time
@@ -29,11 +28,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dytrack_ros.backends.engine_cache import file_sha256
 from dytrack_ros.eval.keyframes import Keyframes, parse_keyframes, read_video_frames
 from dytrack_ros.eval.metrics import iou_continuous
-from dytrack_ros.eval.runner import OpenCVEvalTracker
-from dytrack_ros.runtime_options import RuntimeOptions
-from dytrack_ros.tracker import Tracker
+from dytrack_ros.eval.runner import DyTrackEvalTracker, EvalTracker, OpenCVEvalTracker, TrackerSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SUCCESS_IOU = 0.5
@@ -60,45 +58,24 @@ def medianflow_missing() -> str | None:
     return None
 
 
-class DyTrackRunner:
-    """The package's Tracker on RGB frames; records the exit layer and status of every frame."""
+class Recorder:
+    """A tracker of the evaluation runner that records each frame's exit layer and, where reported, status."""
 
-    color = "rgb"
-
-    def __init__(self, model: Path, threads: int) -> None:
-        self.tracker = Tracker.from_model(model, RuntimeOptions(device="cpu", precision="fp32", threads=threads))
+    def __init__(self, inner: EvalTracker) -> None:
+        self.inner = inner
+        self.color = inner.color
         self.exits: list[int] = []
         self.statuses: list[str] = []
 
     def initialize(self, frame: np.ndarray, box: tuple[float, float, float, float]) -> None:
-        self.tracker.initialize(frame, box)
+        self.inner.initialize(frame, box)
         self.exits, self.statuses = [], []
 
     def track(self, frame: np.ndarray) -> tuple[float, float, float, float]:
-        r = self.tracker.track(frame)
-        self.exits.append(int(r.exit_layer))
-        self.statuses.append(r.status.value)
-        return tuple(float(v) for v in r.box)
-
-    def describe(self) -> dict:
-        t = self.tracker
-        return {"model_name": t.model_name, "num_layers": t.num_layers, "exit_layers": list(t.exit_layers),
-                "exit_thresholds": [float(v) for v in t.exit_thresholds]}
-
-
-class OpenCVRunner:
-    """An OpenCV wrapper from the evaluation runner on BGR frames."""
-
-    color = "bgr"
-
-    def __init__(self, inner: OpenCVEvalTracker) -> None:
-        self.inner = inner
-
-    def initialize(self, frame: np.ndarray, box: tuple[float, float, float, float]) -> None:
-        self.inner.initialize(frame, box)
-
-    def track(self, frame: np.ndarray) -> tuple[float, float, float, float]:
-        box, _ = self.inner.track(frame)
+        box, exit_layer = self.inner.track(frame)
+        self.exits.append(int(exit_layer))
+        if getattr(self.inner, "reports_status", False):
+            self.statuses.append(self.inner.last_status)
         return tuple(float(v) for v in box)
 
     def describe(self) -> dict:
@@ -116,33 +93,25 @@ class VideoResult:
     extra: dict[str, dict] = field(default_factory=dict)
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def build_trackers(names: list[str], model: Path, threads: int) -> dict[str, object]:
-    out: dict[str, object] = {}
+def build_trackers(names: list[str], model: Path, threads: int) -> dict[str, Recorder]:
+    out: dict[str, Recorder] = {}
     for name in names:
         if name == "dytrack":
-            out[name] = DyTrackRunner(model, threads)
+            out[name] = Recorder(DyTrackEvalTracker(TrackerSpec(str(model), device="cpu", precision="fp32"), threads))
         elif name in ("csrt", "kcf"):
-            out[name] = OpenCVRunner(OpenCVEvalTracker(name))
+            out[name] = Recorder(OpenCVEvalTracker(name))
         elif name == "medianflow":
             reason = medianflow_missing()
             if reason:
                 print(f"skipping MedianFlow: {reason}")
                 continue
-            out[name] = OpenCVRunner(MedianFlowTracker())
+            out[name] = Recorder(MedianFlowTracker())
         else:
             raise SystemExit(f"unknown tracker {name!r} (dytrack, csrt, kcf, medianflow)")
     return out
 
 
-def run_video(video: Path, kf: Keyframes, trackers: dict[str, object], max_frames: int | None = None) -> VideoResult:
+def run_video(video: Path, kf: Keyframes, trackers: dict[str, Recorder], max_frames: int | None = None) -> VideoResult:
     """Run every tracker over the annotated span, interleaved frame by frame, timing only the track calls."""
     present = np.flatnonzero(kf.present)
     if present.size == 0:
@@ -296,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         if not video.is_file():
             print(f"skipping {stem}: {video} not found (scripts/fetch_media.sh fetches it)")
             continue
-        digest = sha256(video)
+        digest = file_sha256(video)
         if kf.header.get("sha256") and kf.header["sha256"] != digest:
             print(f"WARNING {stem}: {video} sha256 {digest} differs from the annotated file's {kf.header['sha256']}")
         trackers = build_trackers(names, Path(args.model), args.threads)  # fresh trackers per video
