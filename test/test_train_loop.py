@@ -189,6 +189,8 @@ def test_cosine_schedule_and_its_validation(toy_root, tmp_path):
         _cfg(toy_root, optim__schedule="cosine")
     with pytest.raises(ConfigError, match="schedule"):
         _cfg(toy_root, optim__schedule="linear")
+    with pytest.raises(ConfigError, match="got 0, 0.0, 1.5"):  # the values, not only the rules
+        _cfg(toy_root, optim__min_lr_ratio=1.5)
     cfg = _cfg(toy_root, optim__schedule="cosine", optim__max_steps=6, optim__warmup_steps=2, optim__epochs=5,
                optim__min_lr_ratio=0.1)
     res = train(cfg, tmp_path, progress=False)

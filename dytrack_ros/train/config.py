@@ -79,8 +79,9 @@ class OptimConfig:
     schedule: str = "step"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.02
-    # > 0: after the first PROBE_STEPS steps, max_steps is set so that the run ends within this many minutes of
-    # wall time (for a lent machine with a fixed time budget); the steps actually run are in the model file's info
+    # > 0: after the first PROBE_WARMUP + PROBE_STEPS steps (trainer.py: 10 + 40), max_steps is set so that the run
+    # ends within this many minutes of wall time (for a lent machine with a fixed time budget); the steps actually
+    # run are in the model file's info
     time_budget_min: float = 0.0
     amp: bool = True  # mixed precision, CUDA only
     drop_path: float = 0.1
@@ -95,7 +96,8 @@ class OptimConfig:
         if self.schedule == "cosine" and not (self.max_steps > 0 or self.time_budget_min > 0):
             raise ConfigError("optim.schedule 'cosine' needs optim.max_steps or optim.time_budget_min > 0")
         if self.warmup_steps < 0 or self.time_budget_min < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ConfigError("need optim.warmup_steps >= 0, optim.time_budget_min >= 0, 0 <= optim.min_lr_ratio <= 1")
+            raise ConfigError("need optim.warmup_steps >= 0, optim.time_budget_min >= 0, 0 <= optim.min_lr_ratio <= 1; "
+                              f"got {self.warmup_steps}, {self.time_budget_min}, {self.min_lr_ratio}")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ from .pairs import EpochSampler, PairDataset
 
 CKPT_FORMAT = "dytrack_ros.train_ckpt/1"
 KEEP_CHECKPOINTS = 2  # step files kept besides latest.pt
-PROBE_STEPS = 40  # with optim.time_budget_min: steps timed (after 10 warm-up steps) before max_steps is planned
+PROBE_WARMUP = 10  # with optim.time_budget_min: steps run before the timing starts
+PROBE_STEPS = 40  # then steps timed before max_steps is planned
 
 
 @dataclass
@@ -232,9 +233,11 @@ class TrainingRun:
     def plan_steps(self) -> None:
         """With ``optim.time_budget_min``: set the step count from the measured step time (same on every rank)."""
         oc, di = self.cfg.optim, self.di
-        if not oc.time_budget_min or self.step != PROBE_STEPS + 10:
-            if self.step == 10:
-                self.t_probe = time.perf_counter()
+        if not oc.time_budget_min:
+            return
+        if self.step == PROBE_WARMUP:
+            self.t_probe = time.perf_counter()
+        if self.step != PROBE_WARMUP + PROBE_STEPS:
             return
         per_step = (time.perf_counter() - self.t_probe) / PROBE_STEPS
         left = oc.time_budget_min * 60.0 - (time.perf_counter() - self.t_fit)
