@@ -30,9 +30,12 @@ MARGIN = 34  # px of border (left and top) that carries the coordinate labels
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:
-    vals = [float(v) for v in text.split(",")]
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        vals = []
     if len(vals) != 4:
-        raise argparse.ArgumentTypeError(f"box needs x,y,w,h, got {text!r}")
+        raise argparse.ArgumentTypeError(f"box needs four numbers x,y,w,h, got {text!r}")
     return vals[0], vals[1], vals[2], vals[3]
 
 
@@ -137,11 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     cands: dict[int, tuple[float, float, float, float]] = {}
     for c in args.cand:
         f_text, _, b_text = c.partition(":")
-        cands[int(f_text)] = parse_box(b_text)
+        try:
+            cands[int(f_text)] = parse_box(b_text)
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            ap.error(f"--cand {c!r}: expected FRAME:x,y,w,h ({exc})")
+    try:
+        frame_list = [int(v) for v in args.frames.split(",")] if args.frames else []
+    except ValueError:
+        ap.error(f"--frames {args.frames!r}: expected comma-separated frame indices")
     if cands:
         wanted = sorted(cands)
-    elif args.frames:
-        wanted = [int(v) for v in args.frames.split(",")]
+    elif frame_list:
+        wanted = frame_list
     elif kf is not None:
         wanted = [int(v) for v in kf.frames]
     elif args.every > 0:
