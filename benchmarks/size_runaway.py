@@ -41,9 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     seqs = load_dataset("got10k", args.root, split=args.split)
     runs = [(lab, Path(d)) for lab, _, d in (r.partition("=") for r in args.run)]
     ratios: dict[str, dict[str, np.ndarray]] = {}
+    boxes: dict[str, dict[str, np.ndarray]] = {}
     print(f"{'run':>10} {'AUC':>5} {'P@20':>5} {'area>4x':>7} {'area<1/4':>8}  (share of visible frames)")
     for lab, folder in runs:
         preds = [read_boxes(folder / f"{s.name}.txt") for s in seqs]
+        boxes[lab] = {s.name: p for s, p in zip(seqs, preds)}
         ope = ope_scores(preds, [s.gt for s in seqs], [s.visible for s in seqs])
         ratios[lab] = {s.name: area_ratio(p, s.gt, s.visible) for s, p in zip(seqs, preds)}
         allr = np.concatenate(list(ratios[lab].values()))
@@ -68,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         fig, ax = plt.subplots(figsize=(5.6, 3.2))
         frames = np.arange(1, n + 1)
         ax.plot(frames, np.where(seq.visible, seq.gt[:, 2] * seq.gt[:, 3], np.nan), "k-", lw=1.5, label="ground truth")
-        for lab, folder in runs:
-            p = read_boxes(folder / f"{worst}.txt")
+        for lab, _ in runs:
+            p = boxes[lab][worst]
             ax.plot(frames, p[:, 2] * p[:, 3], lw=1.2, label=lab)
         ax.set_yscale("log")
         ax.set_xlabel("frame")
