@@ -138,6 +138,12 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- dataset
+def _box_fits(box: np.ndarray, size: int) -> bool:
+    """A normalised box in a ``size``-pixel crop is a usable target: centre inside the crop, at least 1 px each way."""
+    cx, cy = box[0] + 0.5 * box[2], box[1] + 0.5 * box[3]
+    return bool(0.0 <= cx < 1.0 and 0.0 <= cy < 1.0 and box[2] * size >= 1 and box[3] * size >= 1)
+
+
 class PairDataset(Dataset):
     """Map-style dataset of template/search pairs; items are addressed by ``(epoch, index)``.
 
@@ -209,10 +215,7 @@ class PairDataset(Dataset):
             return None
         patch = sample_target(frame, crop_box, factor, size).patch
         box = box_in_crop(gt, crop_box, factor, size)
-        cx, cy = box[0] + 0.5 * box[2], box[1] + 0.5 * box[3]
-        if not (0.0 <= cx < 1.0 and 0.0 <= cy < 1.0) or box[2] * size < 1 or box[3] * size < 1:
-            return None
-        return patch, box
+        return (patch, box) if _box_fits(box, size) else None
 
     def _sequence_crops(self, src: int, rng: np.random.Generator):
         """Template and search crops of two frames of one sequence, or None when a crop is unusable."""
@@ -235,11 +238,8 @@ class PairDataset(Dataset):
         if isinstance(source, CompositePairs):
             crops = source.sample(rng, m.template_size, m.template_factor, m.search_size, m.search_factor,
                                   cfg.search_center_jitter, cfg.search_scale_jitter)
-            if crops is not None:
-                x_box = crops[1][1]
-                cx, cy = x_box[0] + 0.5 * x_box[2], x_box[1] + 0.5 * x_box[3]
-                if not (0.0 <= cx < 1.0 and 0.0 <= cy < 1.0) or min(x_box[2], x_box[3]) * m.search_size < 1:
-                    crops = None
+            if crops is not None and not _box_fits(crops[1][1], m.search_size):
+                crops = None
         else:
             crops = self._sequence_crops(src, rng)
         if crops is None:
