@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export FASTDDS_DEFAULT_PROFILES_FILE=${FASTDDS_DEFAULT_PROFILES_FILE:-$PWD/config/fastdds_shm.xml}
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
-exec .venv/bin/python -m dytrack_ros.ros.demo --video data/media/cup.mp4 --box 300 120 126 250 --out outputs/demo "$@"
+exec .venv/bin/python -m dytrack_ros.ros.demo --video data/media/cup.mp4 --box 306 124 108 259 --out outputs/demo "$@"
