@@ -45,6 +45,12 @@ def run(name: str, args: list[str] | None = None) -> int:
         main = importlib.import_module(f"dytrack_ros.ros.{name}").main
     except KeyboardInterrupt:
         return SIGINT_EXIT
+    except ImportError as exc:
+        # rclpy's C-extension loader (rpyutils.import_c_library) turns a Ctrl-C that lands while the extension
+        # initialises into "ImportError: initialization failed ... isn't present on the system"
+        if _caused_by_interrupt(exc):
+            return SIGINT_EXIT
+        raise
     if _interrupted:
         return SIGINT_EXIT
     try:
@@ -57,6 +63,17 @@ def run(name: str, args: list[str] | None = None) -> int:
         if _ros_context_shut_down():
             return SIGINT_EXIT
         raise
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in ``exc``'s chain of causes/contexts."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _ros_context_shut_down() -> bool:
