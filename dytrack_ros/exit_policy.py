@@ -109,20 +109,28 @@ class ExitPolicy:
             return True
         return pred_iou is not None and float(pred_iou) >= self.thresholds[k]
 
-    def first_exit(self, pred_ious: Sequence[float]) -> int:
-        """Index of the exit that answers, given every exit's predicted IoU for one frame."""
+    def first_exit(self, pred_ious: Sequence[float], accepted: Sequence[bool] | None = None) -> int:
+        """Index of the exit that answers, given every exit's predicted IoU for one frame; ``accepted[k]``
+        False vetoes early exit k (the tracker's agreement check)."""
         for k in range(self.num_stages):
-            if self.should_exit(k, pred_ious[k] if k < len(pred_ious) else None):
+            if self.should_exit(k, pred_ious[k] if k < len(pred_ious) else None) and (
+                    accepted is None or self.is_last(k) or accepted[k]):
                 return k
         raise AssertionError("unreachable: the last stage always answers")
 
-    def first_exits(self, pred_ious: np.ndarray) -> np.ndarray:
-        """Vectorised :meth:`first_exit` over recorded frames: ``(frames, K)`` -> exit index per frame."""
+    def first_exits(self, pred_ious: np.ndarray, accepted: np.ndarray | None = None) -> np.ndarray:
+        """Vectorised :meth:`first_exit` over recorded frames: ``(frames, K)`` -> exit index per frame;
+        ``accepted`` (frames, K) bool, False vetoes that early exit on that frame."""
         q = np.asarray(pred_ious, dtype=np.float64)
         if q.ndim != 2 or q.shape[1] != self.num_stages:
             raise ExitPolicyError(f"expected predicted IoUs of shape (frames, {self.num_stages}), got {q.shape}")
         passed = (q >= np.asarray(self.thresholds, dtype=np.float64)[None, :] if self.num_exits
                   else np.ones_like(q, bool))
+        if accepted is not None:
+            acc = np.asarray(accepted, dtype=bool)
+            if acc.shape != q.shape:
+                raise ExitPolicyError(f"accepted must have the shape of the predicted IoUs {q.shape}, got {acc.shape}")
+            passed &= acc
         passed[:, -1] = True
         return passed.argmax(axis=1)
 

@@ -124,11 +124,14 @@ class Backend(ABC):
 
     # built on the primitives: one implementation for every backend -----------------------------
     def infer(self, search: np.ndarray, policy: ExitPolicy | None = None,
-              gate: Callable[[int], bool] | None = None) -> BackendOutput:
+              gate: Callable[[int], bool] | None = None,
+              accept: Callable[[int, BackendOutput], bool] | None = None) -> BackendOutput:
         """Maps of the exit that answers under ``policy`` (default: the backend's own).
 
         ``gate(k)`` is asked before every stage k >= 1; when it says no, the exit of stage k-1 answers
         even if its predicted IoU is below its threshold (``cut_by_deadline``). Stage 0 always runs.
+        ``accept(k, out)`` is asked when an early exit passes its threshold; when it says no, the next stage
+        runs (the tracker's agreement check of the exit's box against the previous frame's).
         """
         policy = policy or self._policy
         self.start_frame(search)
@@ -145,6 +148,8 @@ class Backend(ABC):
             preds.append(pred)
             if policy.should_exit(k, pred):
                 out = self.stage_output(k)
+                if accept is not None and not policy.is_last(k) and not accept(k, out):
+                    continue
                 out.stage_ms, out.stage_pred_iou = stage_ms, preds
                 return out
         raise AssertionError("unreachable: the last stage always answers")

@@ -6,6 +6,7 @@ import json
 import sys
 
 from ..runtime_options import RuntimeOptions
+from ..train.config import CalibrationConfig
 
 
 def add_parser(sub) -> None:
@@ -20,7 +21,11 @@ def add_parser(sub) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--target-depth", type=float, help="mean executed transformer layers")
     g.add_argument("--target-latency-ms", type=float, help="mean network latency per frame on this machine")
-    p.add_argument("--max-sequences", type=int, default=20)
+    p.add_argument("--max-sequences", type=int, default=CalibrationConfig.max_sequences)
+    p.add_argument("--exit-agreement", type=float, default=None, metavar="IOU",
+                   help="early-exit agreement: an early exit also needs IoU >= IOU between its box and the previous "
+                        "frame's box; the thresholds are chosen under it and both are stored (0: off; default: the "
+                        "model file's value)")
     p.add_argument("--out", default=None, help="output model file (default: overwrite MODEL)")
     d = RuntimeOptions()
     p.add_argument("--device", default=d.device,
@@ -35,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.sequence import DatasetError
     from ..model_io.model_file import ModelFileError
     from ..train.calibrate import CalibrationError, calibrate_from_config
-    from ..train.config import CalibrationConfig, DataSource
+    from ..train.config import DataSource
 
     parts = args.data.split(":")
     if len(parts) not in (2, 3):
@@ -43,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     src = DataSource(format=parts[0], root=parts[1], split=parts[2] if len(parts) == 3 else None)
     cal = CalibrationConfig(target_depth=args.target_depth or 0.0, target_latency_ms=args.target_latency_ms or 0.0,
-                            data=src, max_sequences=args.max_sequences)
+                            data=src, max_sequences=args.max_sequences,
+                            exit_agreement=-1.0 if args.exit_agreement is None else args.exit_agreement)
     try:
         options = RuntimeOptions().replace(device=args.device, threads=args.threads)
         path, result = calibrate_from_config(args.model, cal, out=args.out, options=options, return_result=True)

@@ -116,11 +116,15 @@ def add_recovery_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     s.add_argument("--size-lr-by-score", action=argparse.BooleanOptionalAction, default=None,
                    help="multiply --size-lr by the frame's confidence "
                         f"(default: {'on' if d.size_lr_by_score else 'off'})")
+    s.add_argument("--exit-agreement", type=float, default=None, metavar="IOU",
+                   help="DyTrack early exits also need IoU >= IOU between the exit's box and the previous frame's "
+                        "box (0: off; -1: the model file's calibrated value) "
+                        f"(default: {d.exit_agreement:g})")
     return g
 
 
 _RECOVERY_ARGS = ("recovery", "redetect_windows", "redetect_after_frames", "reacquire_threshold", "reacquire_frames",
-                  "max_scale_change", "size_lr", "size_lr_by_score")
+                  "max_scale_change", "size_lr", "size_lr_by_score", "exit_agreement")
 
 
 def tracker_config_from_args(args: argparse.Namespace, base: TrackerConfig | None = None) -> TrackerConfig:

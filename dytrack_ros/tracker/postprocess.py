@@ -89,3 +89,16 @@ def update_size(pred_xywh, prev_xywh, lr: float = 1.0, max_ratio: float = 0.0) -
         new.append(size)
     nw, nh = new
     return (cx - 0.5 * nw, cy - 0.5 * nh, nw, nh)
+
+
+def box_iou(a, b) -> float:
+    """IoU of two (x, y, w, h) boxes, in plain floats (called per exit per frame: no array overhead)."""
+    ax, ay, aw, ah = (float(v) for v in a)
+    bx, by, bw, bh = (float(v) for v in b)
+    iw = min(ax + aw, bx + bw) - max(ax, bx)
+    ih = min(ay + ah, by + bh) - max(ay, by)
+    if iw <= 0.0 or ih <= 0.0:
+        return 0.0
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0.0 else 0.0

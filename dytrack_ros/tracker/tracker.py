@@ -19,7 +19,7 @@ from ..config import TrackerConfig
 from ..exit_policy import ExitPolicy
 from ..runtime_options import RuntimeOptions
 from .budget import BudgetConfig, BudgetController, BudgetState, ExitSweep
-from .postprocess import clip_box, decode, map_box_back, update_size
+from .postprocess import box_iou, clip_box, decode, map_box_back, update_size
 from .preprocess import Crop, normalize, sample_target
 from .recovery import Recovery, RecoveryCounts
 from .status import StatusWindow, TrackStatus
@@ -162,6 +162,15 @@ class Tracker:
     def exit_thresholds(self) -> tuple[float, ...]:
         return self.backend.exit_thresholds
 
+    @property
+    def exit_agreement(self) -> float:
+        """IoU an early exit's box needs with the previous frame's box (0: off): the tracker config's value, or
+        with -1 there the model file's (calibrated with its thresholds)."""
+        value = float(self.config.exit_agreement)
+        if value < 0:
+            value = float(getattr(self.model_config, "exit_agreement", 0.0))
+        return value if self.exit_layers else 0.0
+
     def set_exit_thresholds(self, thresholds: Sequence[float] | float | str) -> None:
         """Validate and apply exit thresholds (one per exit, or one for every early exit); raises
         :class:`~dytrack_ros.exit_policy.ExitPolicyError` and keeps the old ones on bad input."""
@@ -274,16 +283,28 @@ class Tracker:
         if ctrl is not None:
             ctrl.choose()
             policy = ctrl.policy()
+        decoded: dict[int, tuple] = {}  # exit index -> (box, score): each exit's maps are decoded once
+
+        def decode_exit(k: int, o: BackendOutput) -> tuple:
+            if k not in decoded:
+                decoded[k] = self._decode(o, crop)
+            return decoded[k]
+
+        accept = None
+        agree_iou = self.exit_agreement
+        if agree_iou > 0:
+            accept = lambda k, o: box_iou(decode_exit(k, o)[0], self._state) >= agree_iou  # noqa: E731
         if trace:
             outs = self.backend.infer_all(search)
-            out = outs[policy.first_exit([o.pred_iou for o in outs])]
+            accepted = None if accept is None else [accept(k, o) for k, o in enumerate(outs)]
+            out = outs[policy.first_exit([o.pred_iou for o in outs], accepted)]
         else:
             gate = None
             if ctrl is not None and ctrl.config.deadline:
                 gate = lambda k: ctrl.gate((time.perf_counter() - t0) * 1e3, k)  # noqa: E731
-            outs, out = (), self.backend.infer(search, policy, gate)
+            outs, out = (), self.backend.infer(search, policy, gate, accept)
         t2 = time.perf_counter()
-        box, score = self._decode(out, crop)
+        box, score = decode_exit(out.exit_index, out)
         if not (math.isfinite(score) and all(math.isfinite(v) for v in box)):
             raise TrackerOutputError(
                 f"the network gave a non-finite result at exit layer {out.exit_layer} (score {score}, "
@@ -291,9 +312,8 @@ class Tracker:
                 "for this frame and the target state is kept")
         candidates = ()
         if trace:
-            decoded = [self._decode(o, crop) if o is not out else (box, score) for o in outs]
-            candidates = tuple(ExitCandidate(o.exit_index, o.exit_layer, o.pred_iou, b, s)
-                               for o, (b, s) in zip(outs, decoded))
+            candidates = tuple(ExitCandidate(o.exit_index, o.exit_layer, o.pred_iou, *decode_exit(k, o))
+                               for k, o in enumerate(outs))
         box = self._smoothed_size(box, score)
         box = clip_box(box, frame.shape[0], frame.shape[1], self.config.clip_margin)
         status = self._status.update(score, self.config)

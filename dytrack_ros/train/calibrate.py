@@ -35,6 +35,7 @@ from ..exit_policy import ExitPolicy
 from ..model.tracker_net import TrackerNet
 from ..runtime_options import RuntimeOptions
 from ..tracker import Tracker
+from ..tracker.postprocess import box_iou
 from .pairs import read_rgb
 
 TAU_GRID = np.round(np.arange(0.0, 1.0001, 0.01), 2)
@@ -54,6 +55,7 @@ class SequenceTrace:
     exit_index: np.ndarray  # (n-1,)
     boxes: np.ndarray  # (n, 4), frame 1 = init box
     seconds: float = 0.0
+    agreement: np.ndarray | None = None  # (n-1, K): IoU of each exit's box with the previous frame's box
 
 
 def as_tracker(model: TrackerNet | Backend | Tracker, device: str | None = None,
@@ -80,7 +82,7 @@ def trace_sequence(model: TrackerNet | Backend | Tracker, seq: Sequence, thresho
     tracker.set_config(saved_config.replace(recovery=False))
     try:
         tracker.initialize(read_rgb(seq.frames[0]), seq.init_box)
-        pq, tq, ex, boxes = [], [], [], [tuple(seq.init_box)]
+        pq, tq, ag, ex, boxes = [], [], [], [], [tuple(seq.init_box)]
         t0 = time.perf_counter()
         for i in range(1, len(seq)):
             res = tracker.track(read_rgb(seq.frames[i]), trace=True)
@@ -89,6 +91,7 @@ def trace_sequence(model: TrackerNet | Backend | Tracker, seq: Sequence, thresho
             # continuous IoU, the quantity the decisioners are trained to predict
             tq.append(iou_continuous([c.box for c in res.candidates], [gt] * len(res.candidates)) if gt is not None
                       else [np.nan] * len(res.candidates))
+            ag.append([box_iou(c.box, boxes[-1]) for c in res.candidates])
             ex.append(res.exit_index)
             boxes.append(res.box)
         seconds = time.perf_counter() - t0
@@ -98,7 +101,7 @@ def trace_sequence(model: TrackerNet | Backend | Tracker, seq: Sequence, thresho
     k = policy.num_stages
     return SequenceTrace(seq.name, np.asarray(pq, dtype=np.float64).reshape(-1, k),
                          np.asarray(tq, dtype=np.float64).reshape(-1, k), np.asarray(ex, dtype=np.int64),
-                         np.asarray(boxes, dtype=np.float64), seconds)
+                         np.asarray(boxes, dtype=np.float64), seconds, np.asarray(ag, dtype=np.float64).reshape(-1, k))
 
 
 def stage_latency_ms(model: TrackerNet | Backend | Tracker, repeats: int = 20,
@@ -126,20 +129,24 @@ class CalibrationResult:
     data: str = ""
     num_sequences: int = 0
     num_frames: int = 0
+    exit_agreement: float = 0.0  # the agreement IoU the thresholds were chosen with (stored with them)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def sweep(traces: Seq[SequenceTrace], exit_layers: Seq[int], stage_ms: Seq[float], taus=TAU_GRID) -> list[dict]:
-    """Depth / latency / IoU of the exit rule at each shared threshold, on recorded traces."""
+def sweep(traces: Seq[SequenceTrace], exit_layers: Seq[int], stage_ms: Seq[float], taus=TAU_GRID,
+          agreement: float = 0.0) -> list[dict]:
+    """Depth / latency / IoU of the exit rule at each shared threshold, on recorded traces; ``agreement`` > 0
+    also vetoes early exits whose box overlaps the previous frame's box by less (the tracker's rule)."""
     q = np.concatenate([t.pred_iou for t in traces])
     tiou = np.concatenate([t.true_iou for t in traces])
+    accepted = np.concatenate([t.agreement for t in traces]) >= agreement if agreement > 0 else None
     layers = np.asarray(exit_layers, dtype=np.float64)
     cum_ms = np.cumsum(stage_ms)
     rows = []
     for tau in taus:
-        e = ExitPolicy.for_model(exit_layers, float(tau)).first_exits(q)
+        e = ExitPolicy.for_model(exit_layers, float(tau)).first_exits(q, accepted)
         chosen_iou = tiou[np.arange(len(e)), e]
         rows.append({
             "tau": float(tau), "depth": float(layers[e].mean()), "latency_ms": float(cum_ms[e].mean()),
@@ -151,9 +158,13 @@ def sweep(traces: Seq[SequenceTrace], exit_layers: Seq[int], stage_ms: Seq[float
 
 def calibrate(model: TrackerNet | Backend | Tracker, sequences: Seq[Sequence], target_depth: float | None = None,
               target_latency_ms: float | None = None, device: str | None = None, data_label: str = "",
-              verify: bool = True, progress: bool = True) -> CalibrationResult:
-    """Choose thresholds for a mean-depth or latency target (exactly one of the two)."""
+              verify: bool = True, progress: bool = True, agreement: float | None = None) -> CalibrationResult:
+    """Choose thresholds for a mean-depth or latency target (exactly one of the two), under the early-exit
+    agreement ``agreement`` (default: the tracker's; see TrackerConfig.exit_agreement)."""
     tracker = as_tracker(model, device)
+    if agreement is not None:
+        tracker.set_config(tracker.config.replace(exit_agreement=float(agreement)))
+    agreement = tracker.exit_agreement
     exit_layers = tracker.exit_layers
     if not exit_layers:
         raise CalibrationError("calibration needs a model with DyTrack exits")
@@ -166,7 +177,7 @@ def calibrate(model: TrackerNet | Backend | Tracker, sequences: Seq[Sequence], t
 
     traces = [trace_sequence(tracker, s, None) for s in tqdm(seqs, desc="calibration trace", disable=not progress)]
     stage_ms = stage_latency_ms(tracker)
-    rows = sweep(traces, exit_layers, stage_ms)
+    rows = sweep(traces, exit_layers, stage_ms, agreement=agreement)
     key, target = ("depth", target_depth) if target_depth is not None else ("latency_ms", target_latency_ms)
     feasible = [r for r in rows if r[key] <= target + 1e-9]
     if not feasible:
@@ -177,7 +188,7 @@ def calibrate(model: TrackerNet | Backend | Tracker, sequences: Seq[Sequence], t
     th = list(ExitPolicy.for_model(exit_layers, pick["tau"]).thresholds)
     res = CalibrationResult(th, target_depth, target_latency_ms, pick["depth"], pick["latency_ms"], pick["mean_iou"],
                             stage_ms=stage_ms, table=rows, data=data_label, num_sequences=len(seqs),
-                            num_frames=int(sum(len(s) - 1 for s in seqs)))
+                            num_frames=int(sum(len(s) - 1 for s in seqs)), exit_agreement=agreement)
     if verify:
         checks = [trace_sequence(tracker, s, th) for s in seqs]
         e = np.concatenate([c.exit_index for c in checks])
@@ -190,7 +201,7 @@ def apply_calibration(model: TrackerNet, result: CalibrationResult, path: str | 
     """Store the thresholds as ``model``'s default (its config) and write it with ``info['calibration']``."""
     from ..model_io.model_file import save_model_file
 
-    model.cfg = model.cfg.replace(exit_thresholds=tuple(result.thresholds))
+    model.cfg = model.cfg.replace(exit_thresholds=tuple(result.thresholds), exit_agreement=result.exit_agreement)
     info = dict(info or {})
     cal = result.to_dict()
     cal["table"] = [r for r in cal["table"] if round(r["tau"] * 100) % 5 == 0]  # keep the file small: 0.05 steps
@@ -219,6 +230,7 @@ def calibrate_from_config(model_path, cal, out=None, options: RuntimeOptions | N
     seqs = load_source(cal.data)[: cal.max_sequences]
     result = calibrate(as_tracker(model, options=options), seqs, target_depth=cal.target_depth or None,
                        target_latency_ms=cal.target_latency_ms or None,
-                       data_label=f"{cal.data.format}:{cal.data.root}:{cal.data.split or ''}")
+                       data_label=f"{cal.data.format}:{cal.data.root}:{cal.data.split or ''}",
+                       agreement=None if cal.exit_agreement < 0 else cal.exit_agreement)
     path = apply_calibration(model, result, out or model_path, info)
     return (path, result) if return_result else path

@@ -132,6 +132,9 @@ class CalibrationConfig:
     target_latency_ms: float = 0.0
     data: DataSource | None = None
     max_sequences: int = 20
+    # early-exit agreement IoU the thresholds are chosen under and stored with (TrackerConfig.exit_agreement);
+    # -1: the model file's own value
+    exit_agreement: float = -1.0
 
 
 @dataclass(frozen=True)
