@@ -111,3 +111,17 @@ def test_bad_agreement_values_are_refused(bad):
         TrackerConfig(exit_agreement=bad)
     with pytest.raises(ConfigError, match="exit_agreement"):
         ModelConfig(exit_agreement=bad if bad != -0.5 else -1.0)
+
+
+def test_calibration_can_choose_the_agreement_for_a_depth_target(model, toy):
+    tracker = as_tracker(model)
+    before = tracker.config
+    res = calibrate(tracker, toy, target_depth=2.5, choose_agreement=True, progress=False)
+    assert tracker.config == before  # the caller's tracker is left as it was
+    assert res.thresholds[:2] == [0.0, 0.0] and 0.0 <= res.exit_agreement <= 1.0
+    depths = [r["depth"] for r in res.agreement_table]
+    assert depths[0] == 1.0 and all(a <= b + 1e-12 for a, b in zip(depths, depths[1:]))  # stricter = deeper
+    assert res.predicted_depth <= 2.5
+    # the chosen value is the largest on the grid that meets the target
+    nxt = [r for r in res.agreement_table if r["agreement"] > res.exit_agreement]
+    assert not nxt or nxt[0]["depth"] > 2.5

@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
                    help="early-exit agreement: an early exit also needs IoU >= IOU between its box and the previous "
                         "frame's box; the thresholds are chosen under it and both are stored (0: off; default: the "
                         "model file's value)")
+    p.add_argument("--choose-agreement", action="store_true",
+                   help="choose the agreement IoU that meets the target instead of the thresholds (early-exit "
+                        "thresholds 0: only the box agreement decides; its depth transfers to unseen footage)")
     p.add_argument("--out", default=None, help="output model file (default: overwrite MODEL)")
     d = RuntimeOptions()
     p.add_argument("--device", default=d.device,
@@ -49,17 +52,23 @@ def run(args: argparse.Namespace) -> int:
     src = DataSource(format=parts[0], root=parts[1], split=parts[2] if len(parts) == 3 else None)
     cal = CalibrationConfig(target_depth=args.target_depth or 0.0, target_latency_ms=args.target_latency_ms or 0.0,
                             data=src, max_sequences=args.max_sequences,
-                            exit_agreement=-1.0 if args.exit_agreement is None else args.exit_agreement)
+                            exit_agreement=-1.0 if args.exit_agreement is None else args.exit_agreement,
+                            choose_agreement=args.choose_agreement)
     try:
         options = RuntimeOptions().replace(device=args.device, threads=args.threads)
         path, result = calibrate_from_config(args.model, cal, out=args.out, options=options, return_result=True)
     except (CalibrationError, DatasetError, ModelFileError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{'tau':>5} {'depth':>6} {'ms':>7} {'mIoU':>6}  exit fractions")
+    if result.agreement_table:
+        print(f"{'agree':>5} {'depth':>6} {'ms':>7} {'mIoU':>6}  exit fractions (thresholds 0)")
+        for r in result.agreement_table[::5]:
+            print(f"{r['agreement']:5.2f} {r['depth']:6.2f} {r['latency_ms']:7.2f} {r['mean_iou']:6.3f}  "
+                  + " ".join(f"{f:.2f}" for f in r["exit_fractions"]))
+    print(f"{'tau':>5} {'depth':>6} {'ms':>7} {'mIoU':>6}  exit fractions (agreement {result.exit_agreement:g})")
     for r in result.table[::5]:
         print(f"{r['tau']:5.2f} {r['depth']:6.2f} {r['latency_ms']:7.2f} {r['mean_iou']:6.3f}  "
               + " ".join(f"{f:.2f}" for f in r["exit_fractions"]))
-    print(json.dumps({k: v for k, v in result.to_dict().items() if k != "table"}, indent=1))
+    print(json.dumps({k: v for k, v in result.to_dict().items() if k not in ("table", "agreement_table")}, indent=1))
     print(f"written: {path}")
     return 0

@@ -130,6 +130,7 @@ class CalibrationResult:
     num_sequences: int = 0
     num_frames: int = 0
     exit_agreement: float = 0.0  # the agreement IoU the thresholds were chosen with (stored with them)
+    agreement_table: list[dict] = field(default_factory=list)  # agreement, depth, ... (when it was chosen)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -158,11 +159,28 @@ def sweep(traces: Seq[SequenceTrace], exit_layers: Seq[int], stage_ms: Seq[float
 
 def calibrate(model: TrackerNet | Backend | Tracker, sequences: Seq[Sequence], target_depth: float | None = None,
               target_latency_ms: float | None = None, device: str | None = None, data_label: str = "",
-              verify: bool = True, progress: bool = True, agreement: float | None = None) -> CalibrationResult:
+              verify: bool = True, progress: bool = True, agreement: float | None = None,
+              choose_agreement: bool = False) -> CalibrationResult:
     """Choose thresholds for a mean-depth or latency target (exactly one of the two), under the early-exit
-    agreement ``agreement`` (default: the tracker's; see TrackerConfig.exit_agreement)."""
+    agreement ``agreement`` (default: the tracker's; see TrackerConfig.exit_agreement).
+
+    ``choose_agreement``: choose the agreement IoU instead (the largest on a 0.01 grid that meets the target),
+    with every early-exit threshold at 0, so that only the footage-level agreement decides; the result's
+    ``agreement_table`` holds that sweep. Depth chosen this way transfers across data far better than depth
+    chosen on the learned exit scores (see TrackerConfig.exit_agreement).
+    """
     tracker = as_tracker(model, device)
-    if agreement is not None:
+    saved_config = tracker.config
+    try:
+        return _calibrate(tracker, sequences, target_depth, target_latency_ms, data_label, verify, progress,
+                          agreement, choose_agreement)
+    finally:
+        tracker.set_config(saved_config)
+
+
+def _calibrate(tracker: Tracker, sequences, target_depth, target_latency_ms, data_label, verify, progress,
+               agreement, choose_agreement) -> CalibrationResult:
+    if agreement is not None and not choose_agreement:
         tracker.set_config(tracker.config.replace(exit_agreement=float(agreement)))
     agreement = tracker.exit_agreement
     exit_layers = tracker.exit_layers
@@ -177,18 +195,29 @@ def calibrate(model: TrackerNet | Backend | Tracker, sequences: Seq[Sequence], t
 
     traces = [trace_sequence(tracker, s, None) for s in tqdm(seqs, desc="calibration trace", disable=not progress)]
     stage_ms = stage_latency_ms(tracker)
-    rows = sweep(traces, exit_layers, stage_ms, agreement=agreement)
     key, target = ("depth", target_depth) if target_depth is not None else ("latency_ms", target_latency_ms)
+    agreement_rows = []
+    if choose_agreement:
+        agreement_rows = [{"agreement": float(g), **sweep(traces, exit_layers, stage_ms, taus=[0.0], agreement=g)[0]}
+                          for g in TAU_GRID]
+        fits = [r for r in agreement_rows if r[key] <= target + 1e-9]
+        if not fits:
+            raise CalibrationError(f"target {key} {target} is unreachable: the first exit alone gives "
+                                   f"{agreement_rows[0][key]:.3f}")
+        agreement = max(fits, key=lambda r: r["agreement"])["agreement"]
+        tracker.set_config(tracker.config.replace(exit_agreement=agreement))
+    rows = sweep(traces, exit_layers, stage_ms, agreement=agreement)
     feasible = [r for r in rows if r[key] <= target + 1e-9]
     if not feasible:
         best = min(rows, key=lambda r: r[key])
         raise CalibrationError(f"target {key} {target} is unreachable: "
                                f"the most aggressive threshold gives {best[key]:.3f}")
-    pick = max(feasible, key=lambda r: r["tau"])
+    pick = min(feasible, key=lambda r: r["tau"]) if choose_agreement else max(feasible, key=lambda r: r["tau"])
     th = list(ExitPolicy.for_model(exit_layers, pick["tau"]).thresholds)
     res = CalibrationResult(th, target_depth, target_latency_ms, pick["depth"], pick["latency_ms"], pick["mean_iou"],
                             stage_ms=stage_ms, table=rows, data=data_label, num_sequences=len(seqs),
-                            num_frames=int(sum(len(s) - 1 for s in seqs)), exit_agreement=agreement)
+                            num_frames=int(sum(len(s) - 1 for s in seqs)), exit_agreement=agreement,
+                            agreement_table=agreement_rows)
     if verify:
         checks = [trace_sequence(tracker, s, th) for s in seqs]
         e = np.concatenate([c.exit_index for c in checks])
@@ -205,6 +234,7 @@ def apply_calibration(model: TrackerNet, result: CalibrationResult, path: str | 
     info = dict(info or {})
     cal = result.to_dict()
     cal["table"] = [r for r in cal["table"] if round(r["tau"] * 100) % 5 == 0]  # keep the file small: 0.05 steps
+    cal["agreement_table"] = [r for r in cal["agreement_table"] if round(r["agreement"] * 100) % 5 == 0]
     info["calibration"] = cal
     return save_model_file(model, path, info=info)
 
@@ -231,6 +261,7 @@ def calibrate_from_config(model_path, cal, out=None, options: RuntimeOptions | N
     result = calibrate(as_tracker(model, options=options), seqs, target_depth=cal.target_depth or None,
                        target_latency_ms=cal.target_latency_ms or None,
                        data_label=f"{cal.data.format}:{cal.data.root}:{cal.data.split or ''}",
-                       agreement=None if cal.exit_agreement < 0 else cal.exit_agreement)
+                       agreement=None if cal.exit_agreement < 0 else cal.exit_agreement,
+                       choose_agreement=cal.choose_agreement)
     path = apply_calibration(model, result, out or model_path, info)
     return (path, result) if return_result else path

@@ -135,6 +135,8 @@ class CalibrationConfig:
     # early-exit agreement IoU the thresholds are chosen under and stored with (TrackerConfig.exit_agreement);
     # -1: the model file's own value
     exit_agreement: float = -1.0
+    # choose the agreement IoU for the target instead of the thresholds (early-exit thresholds 0)
+    choose_agreement: bool = False
 
 
 @dataclass(frozen=True)
