@@ -229,7 +229,8 @@ class TrackerConfig:
     # elsewhere (shipped model, calibration vs unseen photo sources: threshold 0.75 alone gave 2.06 vs 3.84
     # layers), while "the shallow answer stays where the target was" is a property of the footage: agreement
     # 0.6 alone gave 3.87 vs 3.86 layers. Fast motion, jumps to a distractor and size changes go deeper.
-    # -1: the model file's value (ModelConfig.exit_agreement, calibrated with its thresholds); 0: off.
+    # -1: the model file's value (ModelConfig.exit_agreement, calibrated with its thresholds); 0: off. Not applied
+    # while a latency budget or target depth (BudgetConfig) chooses the thresholds: that controller owns the rule.
     exit_agreement: float = -1.0
 
     def __post_init__(self) -> None:

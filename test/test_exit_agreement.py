@@ -125,3 +125,17 @@ def test_calibration_can_choose_the_agreement_for_a_depth_target(model, toy):
     # the chosen value is the largest on the grid that meets the target
     nxt = [r for r in res.agreement_table if r["agreement"] > res.exit_agreement]
     assert not nxt or nxt[0]["depth"] > 2.5
+
+
+def test_a_depth_budget_owns_the_exit_decision(model, square_sequence):
+    """With a target depth the budget controller chooses the threshold and its replay knows nothing of the
+    agreement veto, so the agreement is not applied (else the controller's depth estimate would be wrong)."""
+    from dytrack_ros.tracker.budget import BudgetConfig
+
+    frames, gts = square_sequence
+    tracker = as_tracker(model)
+    tracker.set_config(TrackerConfig(exit_agreement=1.0, recovery=False))
+    tracker.set_budget(BudgetConfig(target_depth=1.0))
+    tracker.initialize(frames[0], gts[0])
+    layers = [tracker.track(f).exit_layer for f in frames[1:8]]
+    assert min(layers) == 1  # agreement 1.0 alone would force the last exit (layer 4) on every frame

@@ -291,7 +291,8 @@ class Tracker:
             return decoded[k]
 
         accept = None
-        agree_iou = self.exit_agreement
+        # a latency budget / target depth owns the exit decision: its controller replays the threshold rule
+        agree_iou = self.exit_agreement if ctrl is None else 0.0
         if agree_iou > 0:
             accept = lambda k, o: box_iou(decode_exit(k, o)[0], self._state) >= agree_iou  # noqa: E731
         if trace:
