@@ -13,7 +13,7 @@ from dytrack_ros.model_io.model_file import read_metadata
 MODELS = Path(__file__).resolve().parents[1] / "models"
 SHIPPED = sorted(MODELS.glob("*.safetensors"))
 # Thresholds are calibrated per trained file; the name is what is compared against.
-NOT_ARCHITECTURE = {"exit_thresholds", "name"}
+NOT_ARCHITECTURE = {"exit_thresholds", "exit_agreement", "name"}  # calibration, not architecture
 
 
 def _architecture(cfg) -> dict:

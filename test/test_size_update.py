@@ -79,7 +79,7 @@ def _target_frames(n: int = 12, side: int = 64) -> list[np.ndarray]:
 
 def test_tracker_bounds_the_growth_from_a_too_small_init_box():
     """Initialised on the centre half of a 64 px target, the network answers the whole target (growth); with
-    a bound of 1.05 no frame grows width or height by more than 5 %, without one the first frame does."""
+    a bound of 1.05 no frame grows width or height by more than 5 %, without one some frame grows by > 10 %."""
     frames = _target_frames()
     init = (200 + 16.0, 140 + 16.0, 32.0, 32.0)
     runs = {}
@@ -90,7 +90,7 @@ def test_tracker_bounds_the_growth_from_a_too_small_init_box():
         boxes = [init] + [tracker.track(f).box for f in frames[1:]]
         runs[bound] = boxes
     free, bounded = runs[0.0], runs[1.05]
-    assert free[1][2] > 1.05 * init[2] * 1.05 and free[1][3] > 1.05 * init[3] * 1.05
+    assert any(b[2] > 1.05 * a[2] * 1.05 and b[3] > 1.05 * a[3] * 1.05 for a, b in zip(free[:-1], free[1:]))
     for a, b in zip(bounded[:-1], bounded[1:]):
         assert b[2] <= a[2] * 1.05 * (1 + 1e-9) and b[3] <= a[3] * 1.05 * (1 + 1e-9)
         assert b[2] >= a[2] / 1.05 * (1 - 1e-9) and b[3] >= a[3] / 1.05 * (1 - 1e-9)
