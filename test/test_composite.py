@@ -14,7 +14,8 @@ from dytrack_ros.train.config import DataConfig, DataSource
 from dytrack_ros.train.pairs import PairDataset
 
 PLAIN = CompositeOptions(photo_patch_prob=0.0, blur_prob=0.0, noise_prob=0.0, distractor_prob=0.0, clutter_prob=0.0,
-                         occluder_prob=0.0, stripes_prob=0.0, gain_std=0.0, color_std=0.0, perspective=0.0)
+                         occluder_prob=0.0, stripes_prob=0.0, gain_std=0.0, color_std=0.0, perspective=0.0,
+                         frame_edge_prob=0.0)
 
 
 def _bank_folder(root, n_bg=3, n_obj=4):
@@ -62,6 +63,35 @@ def test_box_is_the_tight_box_of_the_drawn_object(seed):
     # the template crop is centred on the box and 2x its sqrt(area)
     assert t_box[0] + 0.5 * t_box[2] == pytest.approx(0.5, abs=1e-6)
     assert np.sqrt(t_box[2] * t_box[3]) == pytest.approx(0.5, abs=1e-6)
+
+
+def test_at_the_image_edge_crops_are_zero_padded_and_boxes_hold_the_visible_part():
+    """frame_edge_prob 1: the world is barely larger than the target, so crops run past the image; there the
+    pixels are exactly 0 (the tracker's padding), and the box is the drawn part inside the image."""
+    from dataclasses import replace
+
+    pairs = CompositePairs(_uniform_bank(60), replace(PLAIN, frame_edge_prob=1.0, min_size=60.0, max_size=180.0))
+    padded = 0
+    for seed in range(12):
+        out = pairs.sample(np.random.default_rng(seed), 64, 2.0, 128, 4.0, 3.0, 0.25)
+        if out is None:
+            continue  # target mostly outside the image: skipped by min_visible
+        for patch, box in out:
+            size = patch.shape[0]
+            zero = (patch == 0).all(axis=2)
+            padded += int(zero.any())
+            # padding comes in whole border rows / columns, never inside the image
+            rows, cols = zero.all(axis=1), zero.all(axis=0)
+            assert (zero == (rows[:, None] | cols[None, :])).all()
+            ys, xs = np.nonzero(patch[..., 0] > 157)  # the white object on a grey (60) image
+            if xs.size == 0:
+                continue
+            drawn = np.array([xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()])
+            b = box * size  # the part of the box inside the crop is what can be seen drawn
+            x0, y0 = np.clip(b[:2], 0, size)
+            x1, y1 = np.clip(b[:2] + b[2:], 0, size)
+            assert np.abs(drawn - [x0, y0, x1 - x0, y1 - y0]).max() < 1.6, (drawn, b)
+    assert padded >= 6  # most search crops of a target at the image edge run past it
 
 
 def test_same_generator_state_same_pair_and_options_change_the_scene():

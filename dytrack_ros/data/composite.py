@@ -56,10 +56,14 @@ class CompositeOptions:
     clutter_prob: float = 0.4  # other objects around the target, in both frames
     occluder_prob: float = 0.2  # an object or patch partly over the target in the search frame
     stripes_prob: float = 0.08  # a high-contrast stripe/check pattern as the background
+    # the target is large or near the image border, so the crops run past the image and are zero-padded there,
+    # as the tracker's crops are (a target filling half the frame: its 4x search region is mostly padding)
+    frame_edge_prob: float = 0.2
+    min_visible: float = 0.3  # a pair whose target shows less than this share of its box inside the image is skipped
 
     def __post_init__(self) -> None:
         for name in ("photo_patch_prob", "blur_prob", "noise_prob", "distractor_prob", "clutter_prob",
-                     "occluder_prob", "stripes_prob"):
+                     "occluder_prob", "stripes_prob", "frame_edge_prob", "min_visible"):
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"composite option {name} must be a probability in [0, 1], got {value}")
@@ -142,7 +146,8 @@ class MediaBank:
         except ImageReadError as exc:
             raise DatasetError(str(exc)) from exc
         except (KeyError, TypeError, AttributeError) as exc:
-            raise DatasetError(f"{manifest}: split {split!r} is not a list of {{'file': ...}} entries ({exc!r})") from exc
+            raise DatasetError(f"{manifest}: split {split!r} is not a list of {{'file': ...}} entries "
+                               f"({exc!r})") from exc
         return cls(backgrounds, objects, str(root))
 
     def __repr__(self) -> str:
@@ -312,12 +317,16 @@ class CompositePairs:
         bg_levels = self.bank.backgrounds[int(rng.integers(len(self.bank.backgrounds)))]
         target = self._random_object(rng)
         size = float(np.exp(rng.uniform(math.log(o.min_size), math.log(o.max_size))))
-        # the world is the background, enlarged when needed so that a search region (4.5 sizes) fits inside it
-        z = max(1.0, 4.5 * size / min(bg_levels[0].shape[:2]))
+        # the world (= the image of both frames) is the background, enlarged when needed so that a search region
+        # (4.5 sizes) fits inside it; at the image's edge only so that the target (1.5 sizes) fits: the crops
+        # then run past the image and are padded
+        edge = o.frame_edge_prob > 0 and rng.random() < o.frame_edge_prob  # no draw when off: same scenes as before
+        z = max(1.0, (1.5 if edge else 4.5) * size / min(bg_levels[0].shape[:2]))
         H, W = bg_levels[0].shape[0] * z, bg_levels[0].shape[1] * z
         aspect = float(np.exp(rng.normal(0.0, o.aspect_std)))
         angle = float(rng.normal(0.0, o.rotation_std))
-        cx, cy = rng.uniform(0.2, 0.8) * W, rng.uniform(0.2, 0.8) * H
+        lo = 0.05 if edge else 0.2
+        cx, cy = rng.uniform(lo, 1.0 - lo) * W, rng.uniform(lo, 1.0 - lo) * H
         flip = rng.random() < 0.5
         t_pose = self._pose(rng, target, cx, cy, size, angle, aspect, 0.0)
         if flip:
@@ -391,9 +400,16 @@ class CompositePairs:
         t_img = _render(bg_levels, bg_t, under_t + t_layers, t_crop, template_size, t_st) * gains[0]
         x_img = _render(bg_levels, bg_x, under_x + x_layers + over_x, x_crop, search_size, x_st) * gains[1]
         x_img = self._degrade(rng, x_img)
-        t_box = _tight_box(t_layers[0], t_crop) / template_size
-        x_box = _tight_box(x_layers[0], x_crop) / search_size
-        return ((_to_u8(t_img), t_box.astype(np.float32)), (_to_u8(x_img), x_box.astype(np.float32)))
+        t_box = _tight_box(t_layers[0], t_crop)
+        x_box = _tight_box(x_layers[0], x_crop)
+        if edge:
+            # outside the image: the tracker's zero padding; the box: the target's part inside the image
+            t_box, t_vis = _pad_outside_image(t_img, t_crop, W, H, t_box)
+            x_box, x_vis = _pad_outside_image(x_img, x_crop, W, H, x_box)
+            if min(t_vis, x_vis) < o.min_visible:
+                return None
+        return ((_to_u8(t_img), (t_box / template_size).astype(np.float32)),
+                (_to_u8(x_img), (x_box / search_size).astype(np.float32)))
 
     def _degrade(self, rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
         if rng.random() < self.opt.blur_prob:
@@ -410,6 +426,22 @@ class CompositePairs:
         if rng.random() < self.opt.noise_prob:
             img = img + rng.normal(0.0, rng.uniform(2.0, 7.0), img.shape).astype(np.float32)
         return img
+
+
+def _pad_outside_image(img: np.ndarray, crop: np.ndarray, W: float, H: float, box: np.ndarray
+                       ) -> tuple[np.ndarray, float]:
+    """Zero (in place) the crop pixels whose centre lies outside the image [0, W] x [0, H]; returns ``box``
+    clipped to the image's part of the crop and the share of the box's area that is left."""
+    out = img.shape[0]
+    k, tx, ty = crop[0, 0], crop[0, 2], crop[1, 2]  # crops are axis-aligned: scale and shift
+    x0, y0, x1, y1 = tx, ty, k * W + tx, k * H + ty  # the image in crop pixels
+    centres = np.arange(out) + 0.5
+    img[:, (centres < x0) | (centres > x1)] = 0.0
+    img[(centres < y0) | (centres > y1), :] = 0.0
+    bx0, by0 = max(box[0], x0), max(box[1], y0)
+    bx1, by1 = min(box[0] + box[2], x1), min(box[1] + box[3], y1)
+    clipped = np.array([bx0, by0, max(0.0, bx1 - bx0), max(0.0, by1 - by0)])
+    return clipped, _area(clipped) / max(_area(box), 1e-9)
 
 
 def _area(box: np.ndarray) -> float:
