@@ -61,14 +61,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if result.agreement_table:
-        print(f"{'agree':>5} {'depth':>6} {'ms':>7} {'mIoU':>6}  exit fractions (thresholds 0)")
-        for r in result.agreement_table[::5]:
-            print(f"{r['agreement']:5.2f} {r['depth']:6.2f} {r['latency_ms']:7.2f} {r['mean_iou']:6.3f}  "
-                  + " ".join(f"{f:.2f}" for f in r["exit_fractions"]))
-    print(f"{'tau':>5} {'depth':>6} {'ms':>7} {'mIoU':>6}  exit fractions (agreement {result.exit_agreement:g})")
-    for r in result.table[::5]:
-        print(f"{r['tau']:5.2f} {r['depth']:6.2f} {r['latency_ms']:7.2f} {r['mean_iou']:6.3f}  "
-              + " ".join(f"{f:.2f}" for f in r["exit_fractions"]))
+        _print_sweep(result.agreement_table, "agreement", "agree", "thresholds 0")
+    _print_sweep(result.table, "tau", "tau", f"agreement {result.exit_agreement:g}")
     print(json.dumps({k: v for k, v in result.to_dict().items() if k not in ("table", "agreement_table")}, indent=1))
     print(f"written: {path}")
     return 0
+
+
+def _print_sweep(rows: list[dict], key: str, label: str, note: str) -> None:
+    """Every 5th row of a calibration sweep (0.05 steps of ``key``)."""
+    print(f"{label:>5} {'depth':>6} {'ms':>7} {'mIoU':>6}  exit fractions ({note})")
+    for r in rows[::5]:
+        print(f"{r[key]:5.2f} {r['depth']:6.2f} {r['latency_ms']:7.2f} {r['mean_iou']:6.3f}  "
+              + " ".join(f"{f:.2f}" for f in r["exit_fractions"]))

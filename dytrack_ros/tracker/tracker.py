@@ -168,7 +168,7 @@ class Tracker:
         with -1 there the model file's (calibrated with its thresholds)."""
         value = float(self.config.exit_agreement)
         if value < 0:
-            value = float(getattr(self.model_config, "exit_agreement", 0.0))
+            value = float(self.model_config.exit_agreement)
         return value if self.exit_layers else 0.0
 
     def set_exit_thresholds(self, thresholds: Sequence[float] | float | str) -> None:
