@@ -27,6 +27,9 @@ fi
 step "installing dytrack_ros"
 "$VPY" -m pip install -q --no-deps --no-build-isolation -e .
 
+step "exporting the shipped model to ONNX (models/dytrack_small.onnx: what backend auto runs on a CPU)"
+"$ROOT/.venv/bin/dytrack" export models/dytrack_small.safetensors >/dev/null
+
 step "fetching sample media (Debian opencv-doc: cup.mp4)"
 bash scripts/fetch_media.sh
 

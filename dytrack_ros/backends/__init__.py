@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..model.tracker_net import TrackerNet
 from ..runtime_options import AUTO_BACKEND, PRECISIONS, RuntimeOptions
 from .base import Backend, BackendError, BackendOutput
+from .cpu_export import matching_cpu_export
 
 BackendFactory = Callable[..., Backend]
 _FACTORIES: dict[str, BackendFactory] = {}
@@ -164,6 +165,10 @@ def load_backend(model: str | Path | TrackerNet, options: RuntimeOptions | None 
                  threads: int | None = None) -> Backend:
     """Create the backend for ``model`` as ``options`` say; backend ``auto`` picks it from the file suffix.
 
+    On device ``cpu`` (fp32 or int8), ``auto`` runs a ``.safetensors`` model file through ONNX Runtime when a
+    matching export ``MODEL.onnx`` lies next to it (:func:`.cpu_export.matching_cpu_export`; about twice as
+    fast at one thread); ``backend="torch"`` always runs it on torch.
+
     The keyword arguments ``backend``/``device``/``precision``/``threads`` override single fields of
     ``options`` (a convenience for scripts). ``ce`` only matters for official OSTrack checkpoints
     loaded directly (see :func:`load_torch_model`).
@@ -176,6 +181,15 @@ def load_backend(model: str | Path | TrackerNet, options: RuntimeOptions | None 
     name = options.backend
     if name == AUTO_BACKEND:
         name = "torch" if _is_network(model) else backend_for_path(model)
+        if name == "torch" and options.device == "cpu" and options.precision in ("fp32", "int8"):
+            export, _why = matching_cpu_export(model)
+            if export is not None:
+                _apply_threads(options)
+                backend = _FACTORIES["onnxruntime"](export, options, ce=ce)
+                from ..model_io.model_file import read_metadata
+
+                backend.model_info = read_metadata(model)[1]
+                return backend
     if name not in _FACTORIES:
         raise BackendError(f"unknown backend '{name}'; available: {available_backends()}")
     _apply_threads(options)

@@ -27,7 +27,8 @@ The first file carries the metadata (``metadata_props``) the runtime needs:
 ``format`` (:data:`FORMAT`), ``model_config`` (ModelConfig JSON, exit
 thresholds included), ``exit_thresholds`` (JSON list), ``stage_files`` (JSON
 list of the sibling file names of stages 1..K-1), ``num_stages``,
-``precision`` (``fp32``), ``opset``, ``model_name`` and ``export_id``. Every
+``precision`` (``fp32``), ``opset``, ``model_name``, ``export_id`` and, when exported from a model
+file, ``source_sha256`` (that file's SHA-256). Every
 stage file carries ``format``, ``stage_index`` and the same ``export_id``, so
 a stage file from another export is refused at load time.
 
@@ -61,6 +62,7 @@ import torch
 from torch import nn
 
 from ..model.tracker_net import TrackerNet
+from .cpu_export import SOURCE_SHA256_KEY
 from .onnx_format import DEFAULT_OPSET, FORMAT, stage_file_names, stage_io_names
 
 PARITY_ATOL = 1e-4
@@ -195,8 +197,11 @@ def _cpu_eval(model: TrackerNet, precision: str) -> Iterator[TrackerNet]:
 
 def export_onnx(model: TrackerNet, out_path: str | Path, opset: int = DEFAULT_OPSET, simplify: bool = False,
                 verify: bool = True, atol: float | None = None, model_name: str | None = None,
-                precision: str = "fp32") -> list[Path]:
+                precision: str = "fp32", source_sha256: str | None = None) -> list[Path]:
     """Write ``model`` as one ONNX graph per exit stage; returns the files, first = ``out_path``.
+
+    ``source_sha256``: the SHA-256 of the model file the network was loaded from, stored as metadata so
+    backend ``auto`` can tell that this export still matches that file (see :mod:`.cpu_export`).
 
     With ``verify`` (default) the files are checked against torch fp32 on random
     inputs and removed again if any output differs by more than ``atol``
@@ -239,6 +244,8 @@ def export_onnx(model: TrackerNet, out_path: str | Path, opset: int = DEFAULT_OP
                             "opset": str(opset),
                             "model_name": model_name or cfg.name,
                         })
+                        if source_sha256:
+                            props[SOURCE_SHA256_KEY] = source_sha256
                     _set_metadata(tmp, props, simplify)
                     if "tokens_out" in names_out:
                         tokens = stage(*args)[0]

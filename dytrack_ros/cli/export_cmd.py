@@ -62,6 +62,7 @@ def _print_files(paths) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..backends import BackendError, load_torch_model
+    from ..backends.engine_cache import file_sha256
     from ..backends.onnx_export import OnnxExportError, export_onnx, parity_report
 
     if args.format == "tensorrt" and args.precision not in TRT_PRECISIONS:
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                   else f"{net.num_stages} stage graphs (exits after layers {list(net.cfg.exit_layers)})")
         print(f"exporting {args.model} ({net.cfg.name}) to {out}: {stages}, {graph_precision}, opset {args.opset}")
         paths = export_onnx(net, out, opset=args.opset, simplify=args.simplify, model_name=name,
-                            precision=graph_precision)
+                            precision=graph_precision, source_sha256=file_sha256(args.model))
         _print_files(paths)
         if args.check:
             print("parity on random inputs, max |onnxruntime - torch|:")

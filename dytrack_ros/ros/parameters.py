@@ -65,7 +65,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "unconfigured for ~/change_state (ros2 lifecycle set, a lifecycle manager).", MODEL, read_only=True),
     ParamSpec("model_path", "", "Model file (.safetensors, .onnx, official .pth). Empty: the shipped default "
               "models/dytrack_small.safetensors.", MODEL, read_only=True),
-    ParamSpec("backend", _RUNTIME_DEFAULTS.backend, "Inference backend; auto picks it from the model file suffix.",
+    ParamSpec("backend", _RUNTIME_DEFAULTS.backend, "Inference backend; auto picks it from the model file suffix "
+              "(on a CPU, a .safetensors file runs on onnxruntime when a matching export from dytrack export lies "
+              "next to it).",
               MODEL, read_only=True, choices=BACKENDS),
     ParamSpec("device", _RUNTIME_DEFAULTS.device, "Device for the backend: cpu, cuda, cuda:N.", MODEL,
               read_only=True),
