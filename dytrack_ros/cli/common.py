@@ -39,7 +39,8 @@ def add_model_options(p: argparse.ArgumentParser, model_help: str = "",
                    help=(model_help or "model file: .safetensors (ours), .onnx (our export), or an official "
                          ".pth/.pth.tar checkpoint (safe-loaded).") + " Default: the shipped %(default)s")
     g.add_argument("--backend", default=d.backend, choices=[AUTO_BACKEND] + available_backends(),
-                   help="inference backend; 'auto' picks it from the model file suffix (default: %(default)s)")
+                   help="inference backend; 'auto' picks it from the model file suffix, and on a CPU runs a "
+                        ".safetensors file through its matching ONNX export next to it, if any (default: %(default)s)")
     g.add_argument("--device", default=d.device, help="device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
     g.add_argument("--precision", default=d.precision, choices=PRECISIONS,
                    help="compute precision (default: %(default)s)")

@@ -134,7 +134,7 @@ class Tracker:
     @classmethod
     def from_model(cls, model: str | Path, options: RuntimeOptions | None = None, config: TrackerConfig | None = None,
                    ce: bool | None = None, **option_overrides) -> "Tracker":
-        """Load ``model`` as ``options`` say (backend ``auto``: from the file suffix).
+        """Load ``model`` as ``options`` say (backend ``auto``: see :func:`~dytrack_ros.backends.load_backend`).
 
         ``option_overrides`` (``backend=``, ``device=``, ``precision=``, ``threads=``) replace single fields
         of ``options``; ``ce`` only matters for official OSTrack checkpoints (None: detect).
