@@ -11,8 +11,9 @@ Timing is interleaved: all trackers run frame by frame side by side, in an order
 load spike from another process on the machine hits every tracker alike. Only ``track``/``update`` calls are
 timed (decoding and colour conversion happen before). Trackers, through the evaluation runner's wrappers: the
 DyTrack model (the package's ``Tracker``) with the model file's own exit thresholds (its mean executed depth is
-reported), and OpenCV CSRT, KCF and MedianFlow (``cv2.legacy``; skipped with a printed reason where the
-installed OpenCV lacks it). No tracker parameter is tuned on these videos.
+reported) on backend ``auto`` (``dytrack``: on a CPU the model file's ONNX export where one matches) or on torch
+(``dytrack_torch``, not run by default), and OpenCV CSRT, KCF and MedianFlow (``cv2.legacy``; skipped with a
+printed reason where the installed OpenCV lacks it). No tracker parameter is tuned on these videos.
 
     python benchmarks/real_keyframes.py --threads 1   # table, JSON and contact sheets in outputs/real_keyframes
 """
@@ -35,7 +36,9 @@ from dytrack_ros.eval.runner import DyTrackEvalTracker, EvalTracker, OpenCVEvalT
 
 REPO = Path(__file__).resolve().parents[1]
 SUCCESS_IOU = 0.5
-COLORS = {"gt": (0, 255, 0), "dytrack": (0, 0, 255), "csrt": (255, 128, 0), "kcf": (255, 0, 255),
+MODEL_TRACKERS = ("dytrack", "dytrack_torch")  # the model with backend auto / with torch forced
+COLORS = {"gt": (0, 255, 0), "dytrack": (0, 0, 255), "dytrack_torch": (128, 0, 128), "csrt": (255, 128, 0),
+          "kcf": (255, 0, 255),
           "medianflow": (0, 215, 255)}  # BGR
 
 
@@ -96,8 +99,10 @@ class VideoResult:
 def build_trackers(names: list[str], model: Path, threads: int) -> dict[str, Recorder]:
     out: dict[str, Recorder] = {}
     for name in names:
-        if name == "dytrack":
-            out[name] = Recorder(DyTrackEvalTracker(TrackerSpec(str(model), device="cpu", precision="fp32"), threads))
+        if name in MODEL_TRACKERS:  # backend auto (the product's default), or torch forced
+            spec = TrackerSpec(str(model), backend="torch" if name == "dytrack_torch" else "auto", device="cpu",
+                               precision="fp32")
+            out[name] = Recorder(DyTrackEvalTracker(spec, threads))
         elif name in ("csrt", "kcf"):
             out[name] = Recorder(OpenCVEvalTracker(name))
         elif name == "medianflow":
@@ -107,7 +112,7 @@ def build_trackers(names: list[str], model: Path, threads: int) -> dict[str, Rec
                 continue
             out[name] = Recorder(MedianFlowTracker())
         else:
-            raise SystemExit(f"unknown tracker {name!r} (dytrack, csrt, kcf, medianflow)")
+            raise SystemExit(f"unknown tracker {name!r} (dytrack, dytrack_torch, csrt, kcf, medianflow)")
     return out
 
 
@@ -148,14 +153,17 @@ def run_video(video: Path, kf: Keyframes, trackers: dict[str, Recorder], max_fra
             ms[n].append((time.perf_counter() - t0) * 1e3)
             boxes[n][i] = box
     res = VideoResult(video.stem, stop - start, kf, boxes, ms, init_ms)
-    if "dytrack" in trackers:
-        d = trackers["dytrack"]
+    for n in MODEL_TRACKERS:
+        if n not in trackers:
+            continue
+        d = trackers[n]
         ex = np.asarray(d.exits)
         layers, counts = np.unique(ex, return_counts=True)
         st, sc = np.unique(np.asarray(d.statuses), return_counts=True)
-        res.extra["dytrack"] = {"mean_exit_layer": float(ex.mean()) if ex.size else float("nan"),
-                                "exit_layer_counts": {int(k): int(v) for k, v in zip(layers, counts)},
-                                "status_counts": {str(k): int(v) for k, v in zip(st, sc)}}
+        res.extra[n] = {"mean_exit_layer": float(ex.mean()) if ex.size else float("nan"),
+                        "exit_layer_counts": {int(k): int(v) for k, v in zip(layers, counts)},
+                        "status_counts": {str(k): int(v) for k, v in zip(st, sc)},
+                        "backend": d.inner.describe()["backend"]}
     return res
 
 
@@ -293,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         ov = {"keyframes": len(ious), "mean_iou": float(np.mean(ious)) if ious else float("nan"),
               "success": float(np.mean(np.asarray(ious) > SUCCESS_IOU)) if ious else float("nan"),
               "ms_per_frame": float(sum(m * k for m, k in ms_w) / max(sum(k for _, k in ms_w), 1))}
-        if n == "dytrack":
+        if n in MODEL_TRACKERS:
             ex = [(v["trackers"][n]["mean_exit_layer"], v["trackers"][n]["frames"] - 1)
                   for v in report["videos"].values()]
             ov["mean_exit_layer"] = float(sum(m * k for m, k in ex) / max(sum(k for _, k in ex), 1))
@@ -301,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     report["overall"] = overall
     (out / "results.json").write_text(json.dumps(report, indent=1))
 
-    head = f"{'video':<8} {'tracker':<11} {'kf':>3} {'mIoU':>6} {'SR@0.5':>7} {'ms/frame':>9} {'p95 ms':>7}  extra"
+    head = f"{'video':<8} {'tracker':<13} {'kf':>3} {'mIoU':>6} {'SR@0.5':>7} {'ms/frame':>9} {'p95 ms':>7}  extra"
     print(head)
     print("-" * len(head))
     for stem, v in report["videos"].items():
@@ -309,12 +317,17 @@ def main(argv: list[str] | None = None) -> int:
             extra = ""
             if "mean_exit_layer" in s:
                 extra = f"mean exit layer {s['mean_exit_layer']:.2f} {s['exit_layer_counts']}"
-            print(f"{stem:<8} {n:<11} {s['keyframes']:>3} {s['mean_iou']:>6.3f} {s['success']:>7.3f} "
+            print(f"{stem:<8} {n:<13} {s['keyframes']:>3} {s['mean_iou']:>6.3f} {s['success']:>7.3f} "
                   f"{s['ms_per_frame']:>9.2f} {s['ms_p95']:>7.2f}  {extra}")
     for n, s in overall.items():
         extra = f"mean exit layer {s['mean_exit_layer']:.2f}" if "mean_exit_layer" in s else ""
-        print(f"{'overall':<8} {n:<11} {s['keyframes']:>3} {s['mean_iou']:>6.3f} {s['success']:>7.3f} "
+        print(f"{'overall':<8} {n:<13} {s['keyframes']:>3} {s['mean_iou']:>6.3f} {s['success']:>7.3f} "
               f"{s['ms_per_frame']:>9.2f} {'':>7}  {extra}")
+    for n in (m for m in MODEL_TRACKERS if m in overall and "csrt" in overall):
+        ratios = [f"{stem} {v['trackers']['csrt']['ms_per_frame'] / v['trackers'][n]['ms_per_frame']:.1f}x"
+                  for stem, v in report["videos"].items()]
+        print(f"speed-up of {n} ({describes[n]['backend'].get('backend', '?')}) over CSRT, interleaved: "
+              + ", ".join(ratios))
     print(f"wrote {out / 'results.json'}" + ("" if args.no_sheet else " and *_sheet.png"))
     return 0
 
