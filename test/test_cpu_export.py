@@ -63,6 +63,13 @@ def test_an_export_of_other_bytes_is_ignored(model_with_export, tmp_path):
     assert load_backend(st).name == "torch"
 
 
+def test_an_in_memory_network_runs_on_torch(model_with_export):
+    from dytrack_ros.model_io.model_file import load_model_file
+
+    net, _ = load_model_file(model_with_export)
+    assert load_backend(net).name == "torch"
+
+
 def test_no_export_or_a_broken_one_means_torch(tmp_path):
     st = random_model_file(tmp_path, "dytrack_tiny", seed=6)
     assert matching_cpu_export(st) == (None, "no ONNX export dytrack_tiny.onnx next to it")

@@ -17,7 +17,14 @@ from dytrack_ros.model import create_model
 from dytrack_ros.model_io.model_file import load_model_file
 from dytrack_ros.tracker import Tracker
 from dytrack_ros.tracker.postprocess import box_iou
-from dytrack_ros.train.calibrate import apply_calibration, as_tracker, calibrate, sweep, trace_sequence
+from dytrack_ros.train.calibrate import (
+    CalibrationError,
+    apply_calibration,
+    as_tracker,
+    calibrate,
+    sweep,
+    trace_sequence,
+)
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +132,27 @@ def test_calibration_can_choose_the_agreement_for_a_depth_target(model, toy):
     # the chosen value is the largest on the grid that meets the target
     nxt = [r for r in res.agreement_table if r["agreement"] > res.exit_agreement]
     assert not nxt or nxt[0]["depth"] > 2.5
+
+
+@pytest.mark.parametrize("choose_agreement", [False, True])
+def test_an_accuracy_budget_picks_the_least_depth_within_it(model, toy, choose_agreement):
+    tracker = as_tracker(model)
+    agree = None if choose_agreement else 0.0  # thresholds alone (the module's model may carry an agreement)
+    res = calibrate(tracker, toy, max_iou_drop=0.02, choose_agreement=choose_agreement, agreement=agree,
+                    progress=False)
+    rows = res.agreement_table if choose_agreement else res.table
+    full = sweep([trace_sequence(model, s) for s in toy], (1, 2, 4), [1.0] * 3, taus=[1.0])[0]["mean_iou"]
+    within = [r for r in rows if r["mean_iou"] >= full - 0.02 - 1e-9]
+    assert res.max_iou_drop == 0.02 and res.target_depth is None
+    assert res.predicted_mean_iou >= full - 0.02 - 1e-9
+    assert res.predicted_depth == pytest.approx(min(r["depth"] for r in within))
+    # a looser budget never costs depth; a budget of 1 allows the first exit alone
+    assert calibrate(tracker, toy, max_iou_drop=1.0, choose_agreement=choose_agreement, agreement=agree,
+                     progress=False).predicted_depth == 1.0
+    with pytest.raises(CalibrationError, match="exactly one"):
+        calibrate(tracker, toy, max_iou_drop=0.02, target_depth=2.0, progress=False)
+    with pytest.raises(CalibrationError, match="max_iou_drop"):
+        calibrate(tracker, toy, max_iou_drop=-0.1, progress=False)
 
 
 def test_a_depth_budget_owns_the_exit_decision(model, square_sequence):

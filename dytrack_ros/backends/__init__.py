@@ -181,7 +181,8 @@ def load_backend(model: str | Path | TrackerNet, options: RuntimeOptions | None 
     name = options.backend
     if name == AUTO_BACKEND:
         name = "torch" if _is_network(model) else backend_for_path(model)
-        if name == "torch" and options.device == "cpu" and options.precision in ("fp32", "int8"):
+        if name == "torch" and not _is_network(model) and options.device == "cpu" \
+                and options.precision in ("fp32", "int8"):
             export, _why = matching_cpu_export(model)
             if export is not None:
                 _apply_threads(options)

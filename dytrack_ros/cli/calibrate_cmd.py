@@ -13,14 +13,18 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "calibrate", help="calibrate DyTrack exit thresholds on validation sequences",
         description="Track validation sequences with all exits evaluated, then pick the largest shared threshold "
-                    "whose mean executed depth (or expected latency on this machine) meets the target. Writes "
-                    "the thresholds into the model file's config and the table into its info.")
+                    "whose mean executed depth (or expected latency on this machine) meets the target, or the "
+                    "least deep rule within an accuracy budget (--max-iou-drop). Writes the thresholds into the "
+                    "model file's config and the table into its info.")
     p.add_argument("model", help="DyTrack .safetensors model file")
     p.add_argument("--data", required=True, metavar="FORMAT:ROOT[:SPLIT]",
                    help="validation sequences, e.g. got10k:outputs/synth_val:val")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--target-depth", type=float, help="mean executed transformer layers")
     g.add_argument("--target-latency-ms", type=float, help="mean network latency per frame on this machine")
+    g.add_argument("--max-iou-drop", type=float, metavar="D",
+                   help="accuracy budget instead: the least mean depth whose mean IoU on the validation frames is "
+                        "at most D (absolute IoU, e.g. 0.01) below full depth's")
     p.add_argument("--max-sequences", type=int, default=CalibrationConfig.max_sequences)
     p.add_argument("--exit-agreement", type=float, default=None, metavar="IOU",
                    help="early-exit agreement: an early exit also needs IoU >= IOU between its box and the previous "
@@ -53,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     cal = CalibrationConfig(target_depth=args.target_depth or 0.0, target_latency_ms=args.target_latency_ms or 0.0,
                             data=src, max_sequences=args.max_sequences,
                             exit_agreement=-1.0 if args.exit_agreement is None else args.exit_agreement,
-                            choose_agreement=args.choose_agreement)
+                            choose_agreement=args.choose_agreement,
+                            max_iou_drop=-1.0 if args.max_iou_drop is None else args.max_iou_drop)
     try:
         options = RuntimeOptions().replace(device=args.device, threads=args.threads)
         path, result = calibrate_from_config(args.model, cal, out=args.out, options=options, return_result=True)

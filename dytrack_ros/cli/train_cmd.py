@@ -58,10 +58,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if result.model_path is not None:
         print(f"trained {result.step} steps; model: {result.model_path}")
-        if cfg.calibration.target_depth or cfg.calibration.target_latency_ms:
+        cal = cfg.calibration
+        if cal.target_depth or cal.target_latency_ms or cal.max_iou_drop >= 0:
             from ..train.calibrate import calibrate_from_config
 
             dev = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-            path = calibrate_from_config(result.model_path, cfg.calibration, device=dev)
+            path = calibrate_from_config(result.model_path, cal, device=dev)
             print(f"calibrated: {path}")
     return 0

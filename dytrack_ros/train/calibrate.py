@@ -131,6 +131,7 @@ class CalibrationResult:
     num_frames: int = 0
     exit_agreement: float = 0.0  # the agreement IoU the thresholds were chosen with (stored with them)
     agreement_table: list[dict] = field(default_factory=list)  # agreement, depth, ... (when it was chosen)
+    max_iou_drop: float | None = None  # the accuracy budget, when that was the target
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -160,9 +161,14 @@ def sweep(traces: Seq[SequenceTrace], exit_layers: Seq[int], stage_ms: Seq[float
 def calibrate(model: TrackerNet | Backend | Tracker, sequences: Seq[Sequence], target_depth: float | None = None,
               target_latency_ms: float | None = None, device: str | None = None, data_label: str = "",
               verify: bool = True, progress: bool = True, agreement: float | None = None,
-              choose_agreement: bool = False) -> CalibrationResult:
-    """Choose thresholds for a mean-depth or latency target (exactly one of the two), under the early-exit
-    agreement ``agreement`` (default: the tracker's; see TrackerConfig.exit_agreement).
+              choose_agreement: bool = False, max_iou_drop: float | None = None) -> CalibrationResult:
+    """Choose thresholds for a mean-depth or latency target, or for an accuracy budget (exactly one of the
+    three), under the early-exit agreement ``agreement`` (default: the tracker's; see
+    TrackerConfig.exit_agreement).
+
+    ``max_iou_drop``: the accuracy budget. Of the rules whose mean IoU on the validation frames is at most this
+    much below full depth's (absolute IoU, e.g. 0.01), the one with the least mean depth; so a user states what
+    accuracy the exits may cost and gets the speed that buys, instead of guessing a depth.
 
     ``choose_agreement``: choose the agreement IoU instead (the largest on a 0.01 grid that meets the target),
     with every early-exit threshold at 0, so that only the footage-level agreement decides; the result's
@@ -173,21 +179,23 @@ def calibrate(model: TrackerNet | Backend | Tracker, sequences: Seq[Sequence], t
     saved_config = tracker.config
     try:
         return _calibrate(tracker, sequences, target_depth, target_latency_ms, data_label, verify, progress,
-                          agreement, choose_agreement)
+                          agreement, choose_agreement, max_iou_drop)
     finally:
         tracker.set_config(saved_config)
 
 
 def _calibrate(tracker: Tracker, sequences, target_depth, target_latency_ms, data_label, verify, progress,
-               agreement, choose_agreement) -> CalibrationResult:
+               agreement, choose_agreement, max_iou_drop) -> CalibrationResult:
     if agreement is not None and not choose_agreement:
         tracker.set_config(tracker.config.replace(exit_agreement=float(agreement)))
     agreement = tracker.exit_agreement
     exit_layers = tracker.exit_layers
     if not exit_layers:
         raise CalibrationError("calibration needs a model with DyTrack exits")
-    if (target_depth is None) == (target_latency_ms is None):
-        raise CalibrationError("give exactly one of target_depth or target_latency_ms")
+    if sum(t is not None for t in (target_depth, target_latency_ms, max_iou_drop)) != 1:
+        raise CalibrationError("give exactly one of target_depth, target_latency_ms or max_iou_drop")
+    if max_iou_drop is not None and not 0.0 <= max_iou_drop <= 1.0:
+        raise CalibrationError(f"max_iou_drop must be an IoU difference in [0, 1], got {max_iou_drop}")
     seqs = [s for s in sequences if len(s) > 1 and s.has_full_gt]
     if not seqs:
         raise CalibrationError("no validation sequence with at least 2 annotated frames")
@@ -195,35 +203,60 @@ def _calibrate(tracker: Tracker, sequences, target_depth, target_latency_ms, dat
 
     traces = [trace_sequence(tracker, s, None) for s in tqdm(seqs, desc="calibration trace", disable=not progress)]
     stage_ms = stage_latency_ms(tracker)
-    key, target = ("depth", target_depth) if target_depth is not None else ("latency_ms", target_latency_ms)
+    if max_iou_drop is not None:  # accuracy budget: the least depth within max_iou_drop of full depth
+        full_iou = sweep(traces, exit_layers, stage_ms, taus=[1.0])[0]["mean_iou"]
+        floor = full_iou - max_iou_drop
+
+        def fits(r: dict) -> bool:
+            return r["mean_iou"] >= floor - 1e-9
+
+        def best(rs: list[dict]) -> dict:
+            return min(rs, key=lambda r: (r["depth"], -r["mean_iou"]))
+    else:
+        key, target = ("depth", target_depth) if target_depth is not None else ("latency_ms", target_latency_ms)
+
+        def fits(r: dict) -> bool:
+            return r[key] <= target + 1e-9
+
+        def best(rs: list[dict]) -> dict:  # the most accurate rule that meets the target
+            return max(rs, key=lambda r: r["tau"] if "agreement" not in r else r["agreement"])
     agreement_rows = []
     if choose_agreement:
         agreement_rows = [{"agreement": float(g), **sweep(traces, exit_layers, stage_ms, taus=[0.0], agreement=g)[0]}
                           for g in TAU_GRID]
-        fits = [r for r in agreement_rows if r[key] <= target + 1e-9]
-        if not fits:
-            raise CalibrationError(f"target {key} {target} is unreachable: the first exit alone gives "
-                                   f"{agreement_rows[0][key]:.3f}")
-        agreement = max(fits, key=lambda r: r["agreement"])["agreement"]
+        feasible = [r for r in agreement_rows if fits(r)]
+        if not feasible:
+            raise CalibrationError(_unreachable(max_iou_drop, target_depth, target_latency_ms,
+                                                "the first exit alone gives", agreement_rows[0]))
+        agreement = best(feasible)["agreement"]
         tracker.set_config(tracker.config.replace(exit_agreement=agreement))
     rows = sweep(traces, exit_layers, stage_ms, agreement=agreement)
-    feasible = [r for r in rows if r[key] <= target + 1e-9]
+    feasible = [r for r in rows if fits(r)]
     if not feasible:
-        best = min(rows, key=lambda r: r[key])
-        raise CalibrationError(f"target {key} {target} is unreachable: "
-                               f"the most aggressive threshold gives {best[key]:.3f}")
-    pick = min(feasible, key=lambda r: r["tau"]) if choose_agreement else max(feasible, key=lambda r: r["tau"])
+        raise CalibrationError(_unreachable(max_iou_drop, target_depth, target_latency_ms,
+                                            "the most aggressive threshold gives", rows[0]))
+    if choose_agreement:  # thresholds 0: only the agreement decides
+        pick = min(feasible, key=lambda r: r["tau"])
+    else:
+        pick = best(feasible)
     th = list(ExitPolicy.for_model(exit_layers, pick["tau"]).thresholds)
     res = CalibrationResult(th, target_depth, target_latency_ms, pick["depth"], pick["latency_ms"], pick["mean_iou"],
                             stage_ms=stage_ms, table=rows, data=data_label, num_sequences=len(seqs),
                             num_frames=int(sum(len(s) - 1 for s in seqs)), exit_agreement=agreement,
-                            agreement_table=agreement_rows)
+                            agreement_table=agreement_rows, max_iou_drop=max_iou_drop)
     if verify:
         checks = [trace_sequence(tracker, s, th) for s in seqs]
         e = np.concatenate([c.exit_index for c in checks])
         res.measured_depth = float(np.asarray(exit_layers)[e].mean())
         res.measured_exit_fractions = [float((e == k).mean()) for k in range(len(exit_layers))]
     return res
+
+
+def _unreachable(max_iou_drop, target_depth, target_latency_ms, what: str, row: dict) -> str:
+    if max_iou_drop is not None:  # not reached in practice: full depth itself always fits
+        return f"no exit rule keeps the mean IoU within {max_iou_drop} of full depth"
+    key, target = ("depth", target_depth) if target_depth is not None else ("latency_ms", target_latency_ms)
+    return f"target {key} {target} is unreachable: {what} {row[key]:.3f}"
 
 
 def apply_calibration(model: TrackerNet, result: CalibrationResult, path: str | Path, info: dict | None = None) -> Path:
@@ -260,6 +293,7 @@ def calibrate_from_config(model_path, cal, out=None, options: RuntimeOptions | N
     seqs = load_source(cal.data)[: cal.max_sequences]
     result = calibrate(as_tracker(model, options=options), seqs, target_depth=cal.target_depth or None,
                        target_latency_ms=cal.target_latency_ms or None,
+                       max_iou_drop=None if cal.max_iou_drop < 0 else cal.max_iou_drop,
                        data_label=f"{cal.data.format}:{cal.data.root}:{cal.data.split or ''}",
                        agreement=None if cal.exit_agreement < 0 else cal.exit_agreement,
                        choose_agreement=cal.choose_agreement)

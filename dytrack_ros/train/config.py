@@ -126,10 +126,13 @@ class CompressConfig:
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    """Run after training (rank 0) when ``target_depth`` or ``target_latency_ms`` is set."""
+    """Run after training (rank 0) when ``target_depth``, ``target_latency_ms`` or ``max_iou_drop`` is set."""
 
     target_depth: float = 0.0
     target_latency_ms: float = 0.0
+    # accuracy budget instead of a depth/latency target: the least depth whose mean IoU on the calibration
+    # frames is at most this much (absolute IoU) below full depth's; -1: not used
+    max_iou_drop: float = -1.0
     data: DataSource | None = None
     max_sequences: int = 20
     # early-exit agreement IoU the thresholds are chosen under and stored with (TrackerConfig.exit_agreement);
