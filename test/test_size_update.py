@@ -84,8 +84,8 @@ def test_tracker_bounds_the_growth_from_a_too_small_init_box():
     init = (200 + 16.0, 140 + 16.0, 32.0, 32.0)
     runs = {}
     for bound in (0.0, 1.05):
-        tracker = Tracker.from_model(SMALL, RuntimeOptions(threads=1), config=TrackerConfig(max_scale_change=bound,
-                                                                                             size_lr=1.0))
+        tracker = Tracker.from_model(SMALL, RuntimeOptions(threads=1), config=TrackerConfig(
+            max_scale_change=bound, size_lr=1.0, early_exit_size_lr=1.0))  # every exit's size: the bound alone
         tracker.initialize(frames[0], init)
         boxes = [init] + [tracker.track(f).box for f in frames[1:]]
         runs[bound] = boxes
@@ -102,7 +102,8 @@ def test_confidence_weighted_lr_uses_the_frame_score():
     (the trace's answering candidate is the raw box); the centre is the network's."""
     frames = _target_frames(4)
     tracker = Tracker.from_model(SMALL, RuntimeOptions(threads=1),
-                                 config=TrackerConfig(size_lr=0.5, size_lr_by_score=True, max_scale_change=0.0))
+                                 config=TrackerConfig(size_lr=0.5, size_lr_by_score=True, max_scale_change=0.0,
+                                                      early_exit_size_lr=1.0))
     tracker.initialize(frames[0], (200.0, 140.0, 64.0, 64.0))
     for f in frames[1:]:
         old = tracker.state
@@ -113,6 +114,36 @@ def test_confidence_weighted_lr_uses_the_frame_score():
         assert r.box[2] == pytest.approx(old[2] + lr * (raw[2] - old[2]), rel=1e-6)
         assert r.box[3] == pytest.approx(old[3] + lr * (raw[3] - old[3]), rel=1e-6)
         assert centre(r.box) == pytest.approx(centre(raw), abs=1e-6)
+
+
+@pytest.mark.parametrize("early_lr", [0.0, 0.5])
+def test_early_exits_change_the_size_by_early_exit_size_lr(early_lr):
+    """Answers from the first exit (threshold 0, no agreement) move the box to the network's centre and change
+    the size by early_exit_size_lr of the way; at full depth the size is the network's (size_lr 1, no bound)."""
+    frames = _target_frames(5)
+    init = (200.0 + 8, 140.0 + 8, 48.0, 48.0)  # smaller than the 64 px target: the network answers larger
+    for thresholds in (0.0, 1.0):
+        tracker = Tracker.from_model(SMALL, RuntimeOptions(threads=1), config=TrackerConfig(
+            max_scale_change=0.0, exit_agreement=0.0, early_exit_size_lr=early_lr))
+        tracker.set_exit_thresholds(thresholds)
+        tracker.initialize(frames[0], init)
+        for f in frames[1:]:
+            old = tracker.state
+            r = tracker.track(f, trace=True)
+            raw = r.candidates[r.exit_index].box
+            lr = early_lr if thresholds == 0.0 else 1.0
+            assert r.exit_index == (0 if thresholds == 0.0 else 2)
+            assert r.box[2] == pytest.approx(old[2] + lr * (raw[2] - old[2]), rel=1e-6)
+            assert r.box[3] == pytest.approx(old[3] + lr * (raw[3] - old[3]), rel=1e-6)
+            assert centre(r.box) == pytest.approx(centre(raw), abs=1e-6)
+        if thresholds == 1.0:
+            assert tracker.state[2] > 1.1 * init[2]  # the full-depth answers did change the size
+
+
+def test_early_exit_size_lr_is_validated():
+    for bad in (-0.1, 1.5, math.nan, True, "0"):
+        with pytest.raises(ConfigError, match="early_exit_size_lr"):
+            TrackerConfig(early_exit_size_lr=bad)
 
 
 @pytest.mark.slow

@@ -117,6 +117,9 @@ def add_recovery_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     s.add_argument("--size-lr-by-score", action=argparse.BooleanOptionalAction, default=None,
                    help="multiply --size-lr by the frame's confidence "
                         f"(default: {'on' if d.size_lr_by_score else 'off'})")
+    s.add_argument("--early-exit-size-lr", type=float, default=None, metavar="LR",
+                   help="DyTrack answers from an exit before the last change the box size with --size-lr times LR; "
+                        f"0: they move the box only (default: {d.early_exit_size_lr:g})")
     s.add_argument("--exit-agreement", type=float, default=None, metavar="IOU",
                    help="DyTrack early exits also need IoU >= IOU between the exit's box and the previous frame's "
                         "box (0: off; -1: the model file's calibrated value) "
@@ -125,7 +128,7 @@ def add_recovery_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
 
 
 _RECOVERY_ARGS = ("recovery", "redetect_windows", "redetect_after_frames", "reacquire_threshold", "reacquire_frames",
-                  "max_scale_change", "size_lr", "size_lr_by_score", "exit_agreement")
+                  "max_scale_change", "size_lr", "size_lr_by_score", "early_exit_size_lr", "exit_agreement")
 
 
 def tracker_config_from_args(args: argparse.Namespace, base: TrackerConfig | None = None) -> TrackerConfig:

@@ -113,6 +113,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("size_lr", float(_TRACKER_DEFAULTS.size_lr), "Box size smoothing while tracking: new size = old + "
               "size_lr x (predicted - old); the centre is not smoothed. 1: the network's size.", SIZE,
               float_range=(0.0, 1.0)),
+    ParamSpec("early_exit_size_lr", float(_TRACKER_DEFAULTS.early_exit_size_lr), "DyTrack answers from an exit "
+              "before the last change the box size with size_lr times this; 0: they move the box only and the size "
+              "changes on full-depth frames (shallow exits measure size poorly).", SIZE, float_range=(0.0, 1.0)),
     ParamSpec("exit_agreement", float(_TRACKER_DEFAULTS.exit_agreement), "DyTrack early exits also need IoU >= "
               "this between the exit's box and the previous frame's box, else the next stage runs (the learned "
               "exit scores alone are over-confident on unfamiliar footage). -1: the model file's calibrated value; "
@@ -173,11 +176,11 @@ RUNTIME_TRACKER_PARAMS = ("uncertain_threshold", "lost_threshold", "lost_after_f
                           "hold_frames",
                           "search_growth", "max_search_scale", "redetect_after_frames", "redetect_windows",
                           "reacquire_threshold", "reacquire_frames", "max_scale_change", "size_lr", "size_lr_by_score",
-                          "exit_agreement")
+                          "early_exit_size_lr", "exit_agreement")
 _INT_TRACKER_PARAMS = ("lost_after_frames", "hold_frames", "redetect_after_frames", "redetect_windows",
                        "reacquire_frames")
 _FLOAT_TRACKER_PARAMS = ("uncertain_threshold", "lost_threshold", "search_growth", "max_search_scale",
-                         "reacquire_threshold", "max_scale_change", "size_lr", "exit_agreement")
+                         "reacquire_threshold", "max_scale_change", "size_lr", "early_exit_size_lr", "exit_agreement")
 BUDGET_PARAMS = ("latency_budget_ms", "target_depth", "deadline", "threshold_floor")
 
 

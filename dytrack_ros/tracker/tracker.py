@@ -315,7 +315,7 @@ class Tracker:
         if trace:
             candidates = tuple(ExitCandidate(o.exit_index, o.exit_layer, o.pred_iou, *decode_exit(k, o))
                                for k, o in enumerate(outs))
-        box = self._smoothed_size(box, score)
+        box = self._smoothed_size(box, score, early=out.exit_index < self.backend.num_stages - 1)
         box = clip_box(box, frame.shape[0], frame.shape[1], self.config.clip_margin)
         status = self._status.update(score, self.config)
         self._state = box
@@ -333,11 +333,14 @@ class Tracker:
                            policy.thresholds, out.cut_by_deadline, state, self._recovery.lost_frames,
                            self._recovery.last_confident)
 
-    def _smoothed_size(self, box, score: float) -> tuple[float, float, float, float]:
-        """The network's box with the size update of the config (smoothing, per-frame bound) against the state.
+    def _smoothed_size(self, box, score: float, early: bool = False) -> tuple[float, float, float, float]:
+        """The network's box with the size update of the config (smoothing, per-frame bound) against the state;
+        ``early``: the answer came from an exit before the last (``early_exit_size_lr`` applies).
         Only frames tracked from the state go through it: a re-acquisition takes the re-detected size as it is."""
         tc = self.config
         lr = float(tc.size_lr) * (min(max(score, 0.0), 1.0) if tc.size_lr_by_score else 1.0)
+        if early:
+            lr *= float(tc.early_exit_size_lr)
         if lr == 1.0 and not tc.max_scale_change:
             return box  # the network's box unchanged (no rounding through the centre)
         return update_size(box, self._state, lr, float(tc.max_scale_change))
