@@ -226,9 +226,9 @@ class TrackerConfig:
     # Size from early exits (DyTrack models): an answer from an exit before the last changes the size with
     # size_lr times this; 0: early exits move the box only and the size changes on full-depth frames. Why: the
     # shallow exits place the target well but measure its size poorly, and in closed loop their size errors
-    # compound through the search region. Shipped model, default exit rule (agreement), --threads 1: calib_sway
-    # AUC 19.2 -> 22.8 (full depth 22.0), mean layers 3.70 -> 3.82; unseen photo set 44.6 -> 49.7 at 2.89 -> 3.04
-    # layers (full depth 48.9).
+    # compound through the search region. Chosen on calib_sway (shipped model, default exit rule, --threads 1):
+    # AUC 22.8 at 0 (full depth 22.0), 18.9 at 0.3, 18.7 at 0.6, 19.2 at 1 (the rule before). On the unseen photo
+    # set: 44.6 at 2.89 layers with 1, 49.7 at 3.04 layers with 0 (full depth 48.9).
     early_exit_size_lr: float = 0.0
     # Early-exit agreement (DyTrack models): an early exit answers only when its box also overlaps the previous
     # frame's box by IoU >= exit_agreement (besides its predicted IoU meeting its threshold); else the next stage
