@@ -166,7 +166,7 @@ def load_backend(model: str | Path | TrackerNet, options: RuntimeOptions | None 
     """Create the backend for ``model`` as ``options`` say; backend ``auto`` picks it from the file suffix.
 
     On device ``cpu`` (fp32 or int8), ``auto`` runs a ``.safetensors`` model file through ONNX Runtime when a
-    matching export ``MODEL.onnx`` lies next to it (:func:`.cpu_export.matching_cpu_export`; about twice as
+    matching export ``MODEL.onnx`` lies next to it (:func:`.cpu_export.matching_cpu_export`; about 1.6 times as
     fast at one thread); ``backend="torch"`` always runs it on torch.
 
     The keyword arguments ``backend``/``device``/``precision``/``threads`` override single fields of

@@ -1,6 +1,6 @@
 """The ONNX export that backend ``auto`` runs instead of a ``.safetensors`` model file on a CPU.
 
-On a small CPU, ONNX Runtime runs our small networks about twice as fast as eager PyTorch at one thread (its
+On a small CPU, ONNX Runtime runs our small networks about 1.6 times as fast as eager PyTorch at one thread (its
 kernels for 81-token matrices and the head's grouped convolutions have less per-call overhead). So when
 ``MODEL.safetensors`` has a *matching* fp32 export ``MODEL.onnx`` next to it (``dytrack export MODEL.safetensors``
 writes one; ``scripts/setup.sh`` does for the shipped model), backend ``auto`` on device ``cpu`` uses that export.
