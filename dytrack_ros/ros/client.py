@@ -188,17 +188,28 @@ class TrackerClient:
     def publish_raw(self, msg) -> None:
         self.image_pub.publish(msg)
 
-    def _call(self, client, request, timeout: float):
-        """One service call; a clear ClientError if the service is not there or does not answer in time."""
+    def _call(self, client, request, timeout: float, resend_after: float = 0.0):
+        """One service call; a clear ClientError if the service is not there or does not answer in time.
+
+        ``resend_after`` > 0 (only for idempotent requests, such as a state query): send the request again
+        when no answer came within that many seconds, until ``timeout``. Why: DDS discovers a service's request
+        and response channels independently, so a server can answer a client whose response reader it has not
+        matched yet, and that answer is lost (a known Fast DDS/ROS 2 race, most likely right after start-up
+        under load); ``wait_for_service`` only sees the request side.
+        """
         if not client.wait_for_service(timeout_sec=timeout):
             raise ClientError(f"{client.srv_name} not available after {timeout:.0f} s")
-        future = client.call_async(request)
-        done = threading.Event()
-        future.add_done_callback(lambda _f: done.set())
-        if not done.wait(timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            future = client.call_async(request)
+            done = threading.Event()
+            future.add_done_callback(lambda _f, ev=done: ev.set())
+            left = deadline - time.monotonic()
+            if done.wait(min(left, resend_after) if resend_after > 0 else left):
+                return future.result()
             client.remove_pending_request(future)
-            raise ClientError(f"no answer from {client.srv_name} within {timeout:.0f} s")
-        return future.result()
+            if deadline - time.monotonic() <= 0:
+                raise ClientError(f"no answer from {client.srv_name} within {timeout:.0f} s")
 
     def init(self, box_xywh: Sequence[float], stamp_ns: int = 0, timeout: float = 10.0) -> InitTarget.Response:
         req = InitTarget.Request()
@@ -228,7 +239,8 @@ class TrackerClient:
         return [(r.successful, r.reason) for r in resp.results]
 
     def get_parameters(self, names: Sequence[str], timeout: float = 10.0) -> dict[str, Any]:
-        resp = self._call(self._get_params_client, GetParameters.Request(names=list(names)), timeout)
+        resp = self._call(self._get_params_client, GetParameters.Request(names=list(names)), timeout,
+                          resend_after=min(3.0, timeout))  # a query: safe to send again
         return {n: Parameter.from_parameter_msg(ParameterMsg(name=n, value=v)).value
                 for n, v in zip(names, resp.values)}
 

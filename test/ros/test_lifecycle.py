@@ -25,7 +25,8 @@ class Lifecycle:
         self.get = client.node.create_client(GetState, f"{NODE}/get_state")
 
     def state(self) -> str:
-        return self.c._call(self.get, GetState.Request(), 30).current_state.label
+        # a query: sent again after 3 s without an answer (a response lost to the DDS discovery race)
+        return self.c._call(self.get, GetState.Request(), 30, resend_after=3.0).current_state.label
 
     def transition(self, transition_id: int) -> bool:
         return bool(self.c._call(self.change, ChangeState.Request(transition=Transition(id=transition_id)),
