@@ -118,12 +118,7 @@ def _torch_factory(model: str | Path | TrackerNet, options: RuntimeOptions, ce: 
     if _is_network(model):
         return TorchBackend(model, options)
     net, name = load_torch_model(model, options.device, ce=ce)
-    backend = TorchBackend(net, options, model_name=name)
-    if Path(model).name.endswith(".safetensors"):
-        from ..model_io.model_file import read_metadata
-
-        backend.model_info = read_metadata(model)[1]
-    return backend
+    return TorchBackend(net, options, model_name=name)
 
 
 @register_backend("onnxruntime", suffixes=(".onnx",))
@@ -178,23 +173,23 @@ def load_backend(model: str | Path | TrackerNet, options: RuntimeOptions | None 
                                                          threads=threads)
     except ConfigError as exc:
         raise BackendError(str(exc)) from exc
-    name = options.backend
+    name, source = options.backend, model
     if name == AUTO_BACKEND:
         name = "torch" if _is_network(model) else backend_for_path(model)
         if name == "torch" and not _is_network(model) and options.device == "cpu" \
                 and options.precision in ("fp32", "int8"):
             export, _why = matching_cpu_export(model)
             if export is not None:
-                _apply_threads(options)
-                backend = _FACTORIES["onnxruntime"](export, options, ce=ce)
-                from ..model_io.model_file import read_metadata
-
-                backend.model_info = read_metadata(model)[1]
-                return backend
+                name, source = "onnxruntime", export
     if name not in _FACTORIES:
         raise BackendError(f"unknown backend '{name}'; available: {available_backends()}")
     _apply_threads(options)
-    return _FACTORIES[name](model, options, ce=ce)
+    backend = _FACTORIES[name](source, options, ce=ce)
+    if not _is_network(model) and Path(model).name.endswith(".safetensors"):
+        from ..model_io.model_file import read_metadata
+
+        backend.model_info = read_metadata(model)[1]  # training and calibration info, whichever runtime runs it
+    return backend
 
 
 __all__ = ["Backend", "BackendError", "BackendOutput", "PRECISIONS", "RuntimeOptions", "available_backends",
