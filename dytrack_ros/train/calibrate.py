@@ -204,41 +204,42 @@ def _calibrate(tracker: Tracker, sequences, target_depth, target_latency_ms, dat
     traces = [trace_sequence(tracker, s, None) for s in tqdm(seqs, desc="calibration trace", disable=not progress)]
     stage_ms = stage_latency_ms(tracker)
     if max_iou_drop is not None:  # accuracy budget: the least depth within max_iou_drop of full depth
-        full_iou = sweep(traces, exit_layers, stage_ms, taus=[1.0])[0]["mean_iou"]
-        floor = full_iou - max_iou_drop
+        floor = sweep(traces, exit_layers, stage_ms, taus=[1.0])[0]["mean_iou"] - max_iou_drop
 
         def fits(r: dict) -> bool:
             return r["mean_iou"] >= floor - 1e-9
 
-        def best(rs: list[dict]) -> dict:
+        def best(rs: list[dict], by: str) -> dict:
             return min(rs, key=lambda r: (r["depth"], -r["mean_iou"]))
+
+        def miss(what: str, r: dict) -> str:  # not reached in practice: full depth itself always fits
+            return f"no exit rule keeps the mean IoU within {max_iou_drop} of full depth"
     else:
         key, target = ("depth", target_depth) if target_depth is not None else ("latency_ms", target_latency_ms)
 
         def fits(r: dict) -> bool:
             return r[key] <= target + 1e-9
 
-        def best(rs: list[dict]) -> dict:  # the most accurate rule that meets the target
-            return max(rs, key=lambda r: r["tau"] if "agreement" not in r else r["agreement"])
+        def best(rs: list[dict], by: str) -> dict:  # the most accurate rule (largest threshold or IoU) that fits
+            return max(rs, key=lambda r: r[by])
+
+        def miss(what: str, r: dict) -> str:
+            return f"target {key} {target} is unreachable: {what} {r[key]:.3f}"
     agreement_rows = []
     if choose_agreement:
         agreement_rows = [{"agreement": float(g), **sweep(traces, exit_layers, stage_ms, taus=[0.0], agreement=g)[0]}
                           for g in TAU_GRID]
         feasible = [r for r in agreement_rows if fits(r)]
         if not feasible:
-            raise CalibrationError(_unreachable(max_iou_drop, target_depth, target_latency_ms,
-                                                "the first exit alone gives", agreement_rows[0]))
-        agreement = best(feasible)["agreement"]
+            raise CalibrationError(miss("the first exit alone gives", agreement_rows[0]))
+        agreement = best(feasible, "agreement")["agreement"]
         tracker.set_config(tracker.config.replace(exit_agreement=agreement))
     rows = sweep(traces, exit_layers, stage_ms, agreement=agreement)
     feasible = [r for r in rows if fits(r)]
     if not feasible:
-        raise CalibrationError(_unreachable(max_iou_drop, target_depth, target_latency_ms,
-                                            "the most aggressive threshold gives", rows[0]))
-    if choose_agreement:  # thresholds 0: only the agreement decides
-        pick = min(feasible, key=lambda r: r["tau"])
-    else:
-        pick = best(feasible)
+        raise CalibrationError(miss("the most aggressive threshold gives", rows[0]))
+    # with a chosen agreement the thresholds stay 0: only the agreement decides
+    pick = min(feasible, key=lambda r: r["tau"]) if choose_agreement else best(feasible, "tau")
     th = list(ExitPolicy.for_model(exit_layers, pick["tau"]).thresholds)
     res = CalibrationResult(th, target_depth, target_latency_ms, pick["depth"], pick["latency_ms"], pick["mean_iou"],
                             stage_ms=stage_ms, table=rows, data=data_label, num_sequences=len(seqs),
@@ -250,13 +251,6 @@ def _calibrate(tracker: Tracker, sequences, target_depth, target_latency_ms, dat
         res.measured_depth = float(np.asarray(exit_layers)[e].mean())
         res.measured_exit_fractions = [float((e == k).mean()) for k in range(len(exit_layers))]
     return res
-
-
-def _unreachable(max_iou_drop, target_depth, target_latency_ms, what: str, row: dict) -> str:
-    if max_iou_drop is not None:  # not reached in practice: full depth itself always fits
-        return f"no exit rule keeps the mean IoU within {max_iou_drop} of full depth"
-    key, target = ("depth", target_depth) if target_depth is not None else ("latency_ms", target_latency_ms)
-    return f"target {key} {target} is unreachable: {what} {row[key]:.3f}"
 
 
 def apply_calibration(model: TrackerNet, result: CalibrationResult, path: str | Path, info: dict | None = None) -> Path:
