@@ -162,8 +162,7 @@ def run_video(video: Path, kf: Keyframes, trackers: dict[str, Recorder], max_fra
         st, sc = np.unique(np.asarray(d.statuses), return_counts=True)
         res.extra[n] = {"mean_exit_layer": float(ex.mean()) if ex.size else float("nan"),
                         "exit_layer_counts": {int(k): int(v) for k, v in zip(layers, counts)},
-                        "status_counts": {str(k): int(v) for k, v in zip(st, sc)},
-                        "backend": d.inner.describe()["backend"]}
+                        "status_counts": {str(k): int(v) for k, v in zip(st, sc)}}
     return res
 
 

@@ -97,6 +97,15 @@ def test_tracker_bounds_the_growth_from_a_too_small_init_box():
     assert bounded[-1][2] > 1.3 * init[2]  # still grows towards the target, at the bounded rate
 
 
+def _assert_size_moved(old, r, lr: float) -> None:
+    """A traced result's size moved by ``lr`` of the way from ``old`` to its answering exit's raw box; the centre
+    is the raw box's."""
+    raw = r.candidates[r.exit_index].box
+    assert r.box[2] == pytest.approx(old[2] + lr * (raw[2] - old[2]), rel=1e-6)
+    assert r.box[3] == pytest.approx(old[3] + lr * (raw[3] - old[3]), rel=1e-6)
+    assert centre(r.box) == pytest.approx(centre(raw), abs=1e-6)
+
+
 def test_confidence_weighted_lr_uses_the_frame_score():
     """size_lr_by_score: the size moves by size_lr * score of the way from the state to the network's box
     (the trace's answering candidate is the raw box); the centre is the network's."""
@@ -108,12 +117,8 @@ def test_confidence_weighted_lr_uses_the_frame_score():
     for f in frames[1:]:
         old = tracker.state
         r = tracker.track(f, trace=True)
-        raw = r.candidates[r.exit_index].box
-        lr = 0.5 * r.score
         assert 0.0 < r.score <= 1.0
-        assert r.box[2] == pytest.approx(old[2] + lr * (raw[2] - old[2]), rel=1e-6)
-        assert r.box[3] == pytest.approx(old[3] + lr * (raw[3] - old[3]), rel=1e-6)
-        assert centre(r.box) == pytest.approx(centre(raw), abs=1e-6)
+        _assert_size_moved(old, r, 0.5 * r.score)
 
 
 @pytest.mark.parametrize("early_lr", [0.0, 0.5])
@@ -130,12 +135,8 @@ def test_early_exits_change_the_size_by_early_exit_size_lr(early_lr):
         for f in frames[1:]:
             old = tracker.state
             r = tracker.track(f, trace=True)
-            raw = r.candidates[r.exit_index].box
-            lr = early_lr if thresholds == 0.0 else 1.0
             assert r.exit_index == (0 if thresholds == 0.0 else 2)
-            assert r.box[2] == pytest.approx(old[2] + lr * (raw[2] - old[2]), rel=1e-6)
-            assert r.box[3] == pytest.approx(old[3] + lr * (raw[3] - old[3]), rel=1e-6)
-            assert centre(r.box) == pytest.approx(centre(raw), abs=1e-6)
+            _assert_size_moved(old, r, early_lr if thresholds == 0.0 else 1.0)
         if thresholds == 1.0:
             assert tracker.state[2] > 1.1 * init[2]  # the full-depth answers did change the size
 
